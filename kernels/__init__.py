@@ -1,0 +1,1 @@
+"""Selective-scan kernels: torch reference, CPU fast path, Triton GPU."""

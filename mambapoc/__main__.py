@@ -1,0 +1,3 @@
+from mambapoc.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Ingest: logs and documents in, a masked, structured dataset directory out."""

@@ -1,0 +1,1 @@
+"""Models: the bundled Mamba implementation and the registry that loads any model spec."""

@@ -1,0 +1,1 @@
+"""Reports: charts, HTML, PDF and a plain summary from a run directory."""

@@ -1,0 +1,1 @@
+"""Training of the bundled tiny models and of the paper's function-class models."""
