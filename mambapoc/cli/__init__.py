@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-import click
 import typer
 
 from mambapoc import __version__
@@ -44,24 +44,35 @@ def _root(
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`; kept light at import time so
     # that `mambapoc --help` stays fast (torch is imported inside the commands).
-    from mambapoc.cli import doctor, pipeline  # noqa: F401
+    from mambapoc.cli import doctor, ingest, pipeline, tasks, train  # noqa: F401
 
 
 _register()
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    # Typer >= 0.20 carries its own copy of click; older ones use click itself.
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except ImportError:
+            pass
+    return tuple(found)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure ends in one line on stderr and a non-zero exit code."""
     try:
         rc = app(args=argv, standalone_mode=False)
-    except click.exceptions.UsageError as e:
+    except _usage_errors() as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
         print(f"error: {e.format_message()}{hint}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

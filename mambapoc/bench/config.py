@@ -1,0 +1,215 @@
+"""What a comparison runs: models × lengths × tasks, and how it measures them.
+
+One `CompareConfig` comes from CLI options or from a recipe's `compare:` section; it is saved as the
+run's `config.yaml` so that `--resume` and a rerun use exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mambapoc.errors import UserError
+from mambapoc.tasks.base import parse_length
+
+DEFAULT_MODELS = ("bundled:mamba-tiny", "bundled:transformer-tiny")
+DEFAULT_TASKS = ("continuation", "fewshot-classify", "needle")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAMBA_IMPLS = ("ours", "hf", "both")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task family with its options; `key` names it in cell ids and reports."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        if not self.options:
+            return self.name
+        opts = ",".join(f"{k}={self.options[k]}" for k in sorted(self.options))
+        return f"{self.name}[{opts}]"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "options": dict(self.options)} if self.options else {"name": self.name}
+
+
+@dataclass
+class CompareConfig:
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    dataset: str = "sample"
+    data_dir: str | None = None
+    lengths: list[int] = field(default_factory=lambda: [1024, 4096])
+    tasks: list[TaskSpec] = field(default_factory=lambda: [TaskSpec(t) for t in DEFAULT_TASKS])
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 1
+    new_tokens: int = 16
+    repeats: int = 3
+    min_time_s: float = 1.0
+    warmup: int = 1
+    instances: int = 20
+    cell_timeout_s: float = 1800.0
+    memory_limit_bytes: int | None = None
+    threads: int | None = None
+    mamba_impl: str = "ours"
+    seed: int = 0
+    pricing_file: str | None = None
+    price_per_hour_usd: float | None = None
+    requests_per_day: int = 10_000
+    workload_length: int | None = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tasks"] = [t.to_dict() for t in self.tasks]
+        return d
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str = "compare") -> CompareConfig:
+        """Build and validate from a recipe or saved config; errors name the offending field."""
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: expected a mapping of settings")
+        known = {f.name for f in dataclasses.fields(cls)}
+        aliases = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes",
+                   "pricing": "pricing_file", "price_per_hour": "price_per_hour_usd"}
+        values = {}
+        for key, value in raw.items():
+            name = aliases.get(key, key)
+            if name not in known:
+                raise UserError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(known))})")
+            values[name] = _convert(name, value, f"{where}.{key}")
+        cfg = cls(**values)
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "compare") -> None:
+        def bad(name: str, msg: str) -> UserError:
+            return UserError(f"{where}.{name}: {msg}")
+
+        if not self.models:
+            raise bad("models", "at least one model is needed")
+        if len(set(self.models)) != len(self.models):
+            raise bad("models", "a model is listed twice")
+        if not self.lengths:
+            raise bad("lengths", "at least one length is needed")
+        if not self.tasks:
+            raise bad("tasks", "at least one task is needed")
+        from mambapoc.tasks import FAMILIES
+
+        for t in self.tasks:
+            if t.name not in FAMILIES:
+                raise bad("tasks", f"unknown task {t.name!r} (known: {', '.join(sorted(FAMILIES))})")
+        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("mamba_impl", MAMBA_IMPLS)):
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ("batch_size", "new_tokens", "repeats", "instances", "requests_per_day"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1")
+        for name in ("warmup", "min_time_s"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must not be negative")
+        if self.cell_timeout_s <= 0:
+            raise bad("cell_timeout_s", "must be positive")
+        if self.pricing_file and self.price_per_hour_usd is not None:
+            raise bad("pricing", "give a pricing file or a price per hour, not both")
+        if self.pricing_file and not Path(self.pricing_file).is_file():
+            raise bad("pricing", f"file {self.pricing_file} does not exist")
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu)")
+        return self.device
+
+    def resolved_dtype(self, device: str) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if device == "cuda" else "float32"
+
+
+def parse_size(text: str | int) -> int:
+    """`2GB`, `512MiB`, `1.5g` or a plain byte count → bytes (binary units, like the memory it limits)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UserError(f"cannot read size {text!r} (examples: 2GB, 512MB, 1073741824)")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2)[:1].lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def parse_task(item) -> TaskSpec:
+    """`needle`, `fewshot-classify[noise_rate=0.3,symbol_labels=true]` or `{name:, options:}`."""
+    if isinstance(item, TaskSpec):
+        return item
+    if isinstance(item, dict):
+        if "name" not in item:
+            raise UserError(f"task {item!r}: a task needs a name")
+        return TaskSpec(str(item["name"]), dict(item.get("options") or {}))
+    text = str(item).strip()
+    m = re.fullmatch(r"([\w-]+)(?:\[(.*)\])?", text)
+    if not m:
+        raise UserError(f"cannot read task {text!r} (example: needle or fewshot-classify[noise_rate=0.3])")
+    options = {}
+    # A comma starts a new option only before `name=`, so list values work: needle[depths=0,50].
+    for part in filter(None, re.split(r",(?=\s*[\w-]+=)", m.group(2) or "")):
+        if "=" not in part:
+            raise UserError(f"task {text!r}: option {part!r} needs a value (name=value)")
+        k, v = part.split("=", 1)
+        options[k.strip()] = _scalar(v.strip())
+    return TaskSpec(m.group(1), options)
+
+
+def _split_outside_brackets(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p.strip() for p in [*parts, cur] if p.strip()]
+
+
+def _scalar(v: str):
+    import yaml
+
+    return yaml.safe_load(v)
+
+
+def _convert(name: str, value, where: str):
+    try:
+        if name == "lengths":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [parse_length(x) for x in items]
+        if name == "tasks":
+            items = _split_outside_brackets(value) if isinstance(value, str) else list(value)
+            return [parse_task(x) for x in items]
+        if name == "models":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [str(x).strip() for x in items if str(x).strip()]
+        if name == "memory_limit_bytes":
+            return None if value is None else parse_size(value)
+        if name == "workload_length":
+            return None if value is None else parse_length(value)
+        if name in ("batch_size", "new_tokens", "repeats", "warmup", "instances", "seed", "requests_per_day"):
+            return int(value)
+        if name in ("threads",):
+            return None if value is None else int(value)
+        if name in ("min_time_s", "cell_timeout_s", "price_per_hour_usd"):
+            return None if value is None else float(value)
+        return None if value is None else str(value)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: cannot use {value!r} here") from None

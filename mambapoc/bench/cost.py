@@ -1,0 +1,55 @@
+"""Cost from measured throughput and the price of a device-hour.
+
+Prices come from `--price-per-hour`, a pricing file given with `--pricing`, or the editable defaults in
+`recipes/pricing.yaml`, matched against the device name (first entry whose `match` text occurs in it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mambapoc.errors import UserError
+
+DEFAULT_PRICING = Path(__file__).resolve().parents[2] / "recipes" / "pricing.yaml"
+
+
+def load_pricing(path: Path | None) -> list[dict]:
+    path = Path(path) if path else DEFAULT_PRICING
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"cannot read pricing file {path}: {e}") from None
+    entries = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise UserError(f"pricing file {path}: expected a `devices:` list of {{match, usd_per_hour}}")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or "match" not in e or "usd_per_hour" not in e:
+            raise UserError(f"pricing file {path}: devices[{i}] needs `match` and `usd_per_hour`")
+    return entries
+
+
+def price_for(device_name: str, pricing_file: str | None, price_per_hour: float | None) -> dict:
+    if price_per_hour is not None:
+        return {"device_name": device_name, "price_per_hour_usd": price_per_hour, "source": "--price-per-hour"}
+    source = str(pricing_file or DEFAULT_PRICING.name)
+    for e in load_pricing(pricing_file):
+        if str(e["match"]).lower() in device_name.lower():
+            return {"device_name": device_name, "price_per_hour_usd": float(e["usd_per_hour"]),
+                    "source": f"{source}: {e.get('label', e['match'])}"}
+    raise UserError(f"no price for device {device_name!r} in {source}: add an entry or pass --price-per-hour")
+
+
+def cell_costs(cell: dict, price_per_hour: float) -> dict:
+    """$ per 1M input and output tokens, and $ per request (prompt of the cell's length + new tokens)."""
+    per_s = price_per_hour / 3600.0
+    out = {"price_per_hour_usd": price_per_hour}
+    if cell.get("prefill_tok_s"):
+        out["cost_usd_per_1m_input"] = per_s / cell["prefill_tok_s"] * 1e6
+    if cell.get("decode_tok_s"):
+        out["cost_usd_per_1m_output"] = per_s / cell["decode_tok_s"] * 1e6
+    if cell.get("prefill_s") and cell.get("decode_ms_per_tok") is not None:
+        seconds = cell["prefill_s"]["p50"] + cell["new_tokens"] * cell["decode_ms_per_tok"] / 1000.0
+        out["cost_usd_per_request"] = per_s * seconds / cell["batch_size"]
+    return out

@@ -1,0 +1,151 @@
+"""Model specs → a loaded model and its tokenizer.
+
+A spec is one of:
+- `bundled:NAME`: a model shipped under `sample_data/models/NAME` (or `$MAMBAPOC_MODELS_DIR/NAME`);
+- a local directory holding an HF checkpoint (config.json, weights, tokenizer);
+- a Hugging Face hub id (`state-spaces/mamba-130m-hf`), taken from the local HF cache, downloaded only
+  when the machine is online and `HF_HUB_OFFLINE` is not set.
+
+Mamba checkpoints run on our implementation (`impl="ours"`) unless `impl="hf"` asks for transformers'
+own `MambaForCausalLM` as a cross-check; every other causal LM runs through transformers with sdpa
+attention and a KV cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from mambapoc.errors import UserError
+from mambapoc.models.adapters import HFCausal, LoadedModel, ModelInfo, OursMamba
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("MAMBAPOC_MODELS_DIR", REPO_ROOT / "sample_data" / "models"))
+
+
+def bundled_names() -> list[str]:
+    d = models_dir()
+    return sorted(p.name for p in d.iterdir() if (p / "config.json").is_file()) if d.is_dir() else []
+
+
+def short_name(spec: str) -> str:
+    if spec.startswith("bundled:"):
+        return spec.split(":", 1)[1]
+    return Path(spec.rstrip("/")).name or spec
+
+
+def resolve(spec: str) -> Path:
+    """The local directory of a spec, or a UserError that says how to provide it."""
+    if spec.startswith("bundled:"):
+        name = spec.split(":", 1)[1]
+        path = models_dir() / name
+        if not (path / "config.json").is_file():
+            names = ", ".join(bundled_names()) or "none"
+            raise UserError(f"no bundled model named {name!r} (bundled models: {names})")
+        return path
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"model path {spec} is a file; give the checkpoint directory")
+        if not (path / "config.json").is_file():
+            raise UserError(f"{spec} is not a model checkpoint: config.json is missing")
+        return path
+    if _HUB_ID.match(spec):
+        return _from_hub(spec)
+    raise UserError(f"model {spec!r} is neither bundled:NAME, an existing directory, nor a hub id like org/name")
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
+    except Exception as e:  # noqa: BLE001 - any hub failure means the same thing to the user
+        if not offline:
+            try:
+                return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+            except Exception:  # noqa: BLE001
+                pass
+        raise UserError(
+            f"model {repo_id} is not in the local Hugging Face cache and could not be downloaded "
+            f"({type(e).__name__}); on a machine with access run `huggingface-cli download {repo_id} "
+            f"--local-dir DIR`, copy DIR here and pass DIR as the model"
+        ) from None
+
+
+def read_config(path: Path) -> dict:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {path / 'config.json'}: {e}") from None
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    path = resolve(spec)
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise UserError(f"{spec}: no tokenizer in {path} (expected tokenizer.json)")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if not tok.is_fast:
+        raise UserError(f"{spec}: only fast (tokenizers-based) tokenizers are supported")
+    return tok
+
+
+def _card_summary(path: Path) -> tuple[int | None, str]:
+    """Training length and a one-line description from a bundled model's MODEL_CARD.md, if any."""
+    card = path / "MODEL_CARD.md"
+    meta_file = path / "mambapoc.json"
+    trained = None
+    desc = ""
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        trained = meta.get("trained_length")
+        desc = meta.get("description", "")
+    if not desc and card.is_file():
+        for line in card.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                desc = line.strip()
+                break
+    return trained, desc
+
+
+def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ours") -> LoadedModel:
+    """Load a model spec for inference. `impl` matters only for Mamba checkpoints."""
+    import torch
+
+    path = resolve(spec)
+    cfg = read_config(path)
+    tokenizer = load_tokenizer(spec)
+    torch_dtype = getattr(torch, dtype)
+    dev = torch.device(device)
+    model_type = cfg.get("model_type", "")
+    trained, desc = _card_summary(path)
+    if model_type == "mamba" and impl == "ours":
+        from mambapoc.models.mamba import MambaLM
+
+        model = MambaLM.from_pretrained(str(path), device=dev, dtype=torch_dtype).eval()
+        info = ModelInfo(spec, short_name(spec), "mamba", "ours", model.num_parameters(), trained, desc)
+        return OursMamba(info, model, tokenizer, dev, torch_dtype)
+
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch_dtype}
+    if model_type != "mamba":
+        kwargs["attn_implementation"] = "sdpa"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).to(dev).eval()
+    except (ValueError, OSError, KeyError) as e:
+        raise UserError(f"{spec}: transformers cannot load it as a causal LM: {str(e).splitlines()[0]}") from None
+    family = "mamba" if model_type == "mamba" else "transformer"
+    params = sum(p.numel() for p in model.parameters())
+    info = ModelInfo(spec, short_name(spec), family, "hf", params, trained, desc)
+    return HFCausal(info, model, tokenizer, dev, torch_dtype)

@@ -1,0 +1,103 @@
+"""Training sequences: plain language modelling on log text mixed with in-context episodes.
+
+Episodes come from the same task builders that evaluation uses (few-shot classification, half of them
+with arbitrary symbol labels; needle retrieval) and from copying, all at the training length. A model
+learns in context only if its training rewards reading the context: symbol labels cannot be guessed
+from prior knowledge, a needle's answer occurs once, and a copy's second half is predictable only from
+its first.
+
+Every sequence is a pure function of (seed, step, row), so a resumed run sees exactly the batches an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import torch
+
+from mambapoc.errors import UserError
+
+IGNORE = -100
+
+
+def split_records(records: list[dict], holdout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Per source, the first records train and the last `holdout_fraction` are held out, so held-out
+    episodes come from later log lines than anything trained on (as a deployment would meet them)."""
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_source[r["source"]].append(r)
+    train, held = [], []
+    for recs in by_source.values():
+        cut = len(recs) - int(round(len(recs) * holdout_fraction))
+        train += recs[:cut]
+        held += recs[cut:]
+    if not train or not held:
+        raise UserError("the training data is too small to hold out evaluation records")
+    return train, held
+
+
+class SequenceMaker:
+    def __init__(self, records: list[dict], tokenizer, seq_len: int, mixture: dict[str, float],
+                 answer_weight: float, label_field: str | None, seed: int):
+        self.records = records
+        self.tok = tokenizer
+        self.seq_len = seq_len
+        self.kinds = [k for k, w in mixture.items() if w > 0]
+        self.weights = [mixture[k] for k in self.kinds]
+        self.answer_weight = answer_weight
+        self.label_field = label_field or "auto"
+        self.seed = seed
+        self.eos = tokenizer.eos_token_id
+        text = "\n".join(r["text"] for r in records)
+        self.stream = tokenizer.encode(text, add_special_tokens=False)
+        if len(self.stream) < 2 * seq_len:
+            raise UserError(f"training text has {len(self.stream)} tokens; at least {2 * seq_len} are needed")
+
+    def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = [self.sequence(step, i) for i in range(batch_size)]
+        ids = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        labels = torch.tensor([r[1] for r in rows], dtype=torch.long)
+        weights = torch.tensor([r[2] for r in rows], dtype=torch.float32)
+        return ids, labels, weights
+
+    def sequence(self, step: int, row: int) -> tuple[list[int], list[int], list[float]]:
+        rng = random.Random(f"{self.seed}:{step}:{row}")
+        kind = rng.choices(self.kinds, self.weights)[0]
+        if kind == "lm":
+            ids = self._window(rng, self.seq_len + 1)
+            return ids[:-1], ids[1:], [1.0] * self.seq_len
+        if kind == "copy":
+            half = self.seq_len // 2
+            first = self._window(rng, half)
+            ids = (first + [self.eos] + first)[: self.seq_len + 1]
+            weights = [1.0] * half + [self.answer_weight] * (len(ids) - 1 - half)
+            return ids[:-1], ids[1:], weights
+        return self._episode(kind, rng)
+
+    def _window(self, rng: random.Random, n: int) -> list[int]:
+        start = rng.randrange(len(self.stream) - n)
+        return self.stream[start : start + n]
+
+    def _episode(self, kind: str, rng: random.Random) -> tuple[list[int], list[int], list[float]]:
+        from mambapoc.tasks import build_instances
+
+        options: dict = {}
+        if kind == "fewshot":
+            task = "fewshot-classify"
+            options = {"symbol_labels": rng.random() < 0.5, "label_field": self.label_field}
+        else:
+            task = "needle"
+        # Room for the answer and the end-of-text token after the prompt.
+        inst = build_instances(task, self.records, self.tok, self.seq_len - 24, n=1,
+                               seed=rng.randrange(1 << 30), **options)[0]
+        answer = self.tok.encode(inst.answer if inst.scoring == "choices" else " " + inst.answer.strip(),
+                                 add_special_tokens=False)
+        ids = (inst.prompt_ids + answer + [self.eos])[: self.seq_len + 1]
+        n_prompt = len(inst.prompt_ids)
+        labels = ids[1:] + [IGNORE] * (self.seq_len + 1 - len(ids))
+        weights = [1.0 if i + 1 < n_prompt else self.answer_weight for i in range(len(ids) - 1)]
+        weights += [0.0] * (self.seq_len - len(weights))
+        ids = ids[:-1] + [self.eos] * (self.seq_len + 1 - len(ids))
+        return ids, labels, weights
