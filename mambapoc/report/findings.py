@@ -1,0 +1,428 @@
+"""The numbers behind the executive summary: speed and memory ratios, the accuracy difference with its
+interval, cost per request and per month, the break-even length, the calibration threshold, and the
+recommendation that follows from them. Everything here is computed from measured cells only."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from mambapoc.report.load import Model, Run, Variant, model_key, variant
+
+# A drop in accuracy larger than this is treated as material. A policy choice, not a measurement: the report
+# states it next to every verdict that depends on it.
+ACCURACY_MARGIN = 0.05
+# The accuracy that automated answers must reach for the suggested review threshold, and the fewest instances
+# above the threshold that make the suggestion worth stating.
+CALIBRATION_TARGET = 0.95
+CALIBRATION_MIN_INSTANCES = 30
+DAYS_PER_MONTH = 30
+_Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Point:
+    """One model at one length: medians over the cells that finished there, across tasks."""
+
+    length: int
+    status: str  # "ok" when any cell at this length finished, else its failure(s), e.g. "oom"
+    n_cells: int = 0
+    prefill_s: float | None = None
+    ttft_s: float | None = None
+    decode_ms: float | None = None
+    prefill_tok_s: float | None = None
+    decode_tok_s: float | None = None
+    peak_mem: float | None = None
+    mem_kind: str | None = None
+    state_bytes: float | None = None
+    cost_in_1m: float | None = None
+    cost_out_1m: float | None = None
+
+
+@dataclass(frozen=True)
+class Speed:
+    length: int
+    mamba: Point
+    transformer: Point
+
+    @property
+    def prefill_ratio(self) -> float:
+        """How many times faster Mamba fills the prompt (below 1: slower)."""
+        return self.transformer.prefill_s / self.mamba.prefill_s
+
+    @property
+    def decode_ratio(self) -> float | None:
+        if self.mamba.decode_ms is None or self.transformer.decode_ms is None:
+            return None
+        return self.transformer.decode_ms / self.mamba.decode_ms
+
+    @property
+    def memory_ratio(self) -> float | None:
+        """How many times less peak memory Mamba needs (below 1: more)."""
+        if not self.mamba.peak_mem or not self.transformer.peak_mem:
+            return None
+        return self.transformer.peak_mem / self.mamba.peak_mem
+
+
+@dataclass(frozen=True)
+class Proportion:
+    correct: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.correct / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Mamba minus Transformer accuracy with a 95 % interval (Newcombe's method from Wilson intervals)."""
+
+    mamba: Proportion
+    transformer: Proportion
+
+    @property
+    def value(self) -> float:
+        return self.mamba.value - self.transformer.value
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        (l1, u1), (l2, u2) = self.mamba.interval, self.transformer.interval
+        p1, p2 = self.mamba.value, self.transformer.value
+        return (
+            self.value - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+            self.value + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+        )
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    difference: Difference
+    pairs: tuple[tuple[Variant, int], ...]  # the (task variant, length) pairs both models finished
+
+    @property
+    def verdict(self) -> str:
+        """`similar` (no material loss), `worse` (a material loss) or `unclear` (the interval allows both)."""
+        lo, hi = self.difference.interval
+        if lo >= -ACCURACY_MARGIN:
+            return "similar"
+        if hi < -ACCURACY_MARGIN:
+            return "worse"
+        return "unclear"
+
+
+@dataclass(frozen=True)
+class CostAt:
+    """One model's cost at the workload length."""
+
+    in_1m: float
+    out_1m: float
+    per_request: float
+    per_month: float | None
+    basis: str  # "measured", "interpolated" (log-log between two measured lengths) or "nearest"
+    from_lengths: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Cost:
+    length: int
+    new_tokens: int
+    requests_per_day: int | None
+    from_workload: bool  # False: no workload in config.yaml, so the longest length both models ran
+    mamba: CostAt
+    transformer: CostAt
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    kind: str  # "at", "always" (Mamba cheaper at every length), "never", "one_length"
+    length: float | None
+    lengths: tuple[int, ...]
+    new_tokens: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    total: int
+    threshold: float | None
+    covered: int = 0
+    accuracy_above: float | None = None
+    reason: str = "ok"  # "ok", "too_few" (instances), "not_reached" (no threshold reaches the target)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    verdict: str  # "switch", "switch_long", "keep", "more_evidence", "no_pair"
+    conditions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Findings:
+    mamba: Model | None
+    transformer: Model | None
+    profiles: dict[str, dict[int, Point]]
+    speed: Speed | None
+    accuracy: Accuracy | None
+    cost: Cost | None
+    break_even: BreakEven | None
+    calibration: dict[str, Calibration]
+    only_mamba_ran: tuple[Point, ...]  # lengths where the Transformer failed and Mamba finished
+    failures: tuple[dict, ...]
+    recommendation: Recommendation
+
+
+def wilson(correct: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + _Z95**2 / n
+    centre = (p + _Z95**2 / (2 * n)) / denom
+    half = _Z95 * math.sqrt(p * (1 - p) / n + _Z95**2 / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion(cells: list[dict]) -> Proportion:
+    """Pooled correct answers over cells; accuracies are stored as fractions of `n`."""
+    correct = sum(round(c["metrics"]["accuracy"] * c["metrics"]["n"]) for c in cells)
+    return Proportion(correct, sum(int(c["metrics"]["n"]) for c in cells))
+
+
+def has_accuracy(cell: dict) -> bool:
+    metrics = cell.get("metrics") or {}
+    return cell["status"] == "ok" and metrics.get("accuracy") is not None and bool(metrics.get("n"))
+
+
+def pick_pair(run: Run) -> tuple[Model | None, Model | None]:
+    """The first Mamba and the first Transformer in the run's order: the pair the summary compares."""
+    mamba = next((m for m in run.models if m.family == "mamba"), None)
+    transformer = next((m for m in run.models if m.family == "transformer"), None)
+    return mamba, transformer
+
+
+def profile(run: Run, model: Model) -> dict[int, Point]:
+    by_length: dict[int, list[dict]] = {}
+    for cell in run.cells:
+        if model_key(cell) == model.key:
+            by_length.setdefault(int(cell["length_tokens"]), []).append(cell)
+    return {length: _point(length, cells) for length, cells in sorted(by_length.items())}
+
+
+def failure_status(cells: list[dict]) -> str:
+    return "/".join(sorted({c["status"] for c in cells if c["status"] != "ok"}))
+
+
+def _point(length: int, cells: list[dict]) -> Point:
+    ok = [c for c in cells if c["status"] == "ok"]
+    state = _median(c.get("state_bytes") for c in cells)
+    if not ok:
+        return Point(length, failure_status(cells), state_bytes=state)
+    return Point(
+        length,
+        "ok",
+        n_cells=len(ok),
+        prefill_s=_median((c.get("prefill_s") or {}).get("p50") for c in ok),
+        ttft_s=_median((c.get("ttft_s") or {}).get("p50") for c in ok),
+        decode_ms=_median(c.get("decode_ms_per_tok") for c in ok),
+        prefill_tok_s=_median(c.get("prefill_tok_s") for c in ok),
+        decode_tok_s=_median(c.get("decode_tok_s") for c in ok),
+        peak_mem=_median(c.get("peak_mem_bytes") for c in ok),
+        mem_kind=next((c["mem_kind"] for c in ok if c.get("mem_kind")), None),
+        state_bytes=state,
+        cost_in_1m=_median(c.get("cost_usd_per_1m_input") for c in ok),
+        cost_out_1m=_median(c.get("cost_usd_per_1m_output") for c in ok),
+    )
+
+
+def _median(values) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def compute(run: Run) -> Findings:
+    mamba, transformer = pick_pair(run)
+    profiles = {m.key: profile(run, m) for m in run.models}
+    failures = tuple(c for c in run.cells if c["status"] != "ok")
+    calibration = {m.key: calibration_of(run, m) for m in run.models}
+    if mamba is None or transformer is None:
+        return Findings(
+            mamba, transformer, profiles, None, None, None, None, calibration, (), failures,
+            Recommendation("no_pair", ()),
+        )
+    pm, pt = profiles[mamba.key], profiles[transformer.key]
+    common = [n for n in pm if n in pt and pm[n].status == "ok" and pt[n].status == "ok"]
+    speed_lengths = [n for n in common if pm[n].prefill_s and pt[n].prefill_s]
+    speed = Speed(speed_lengths[-1], pm[speed_lengths[-1]], pt[speed_lengths[-1]]) if speed_lengths else None
+    only_mamba = tuple(pt[n] for n in pm if n in pt and pm[n].status == "ok" and pt[n].status != "ok")
+    accuracy = _accuracy(run, mamba, transformer)
+    new_tokens = _new_tokens(run)
+    cost = _cost(run, pm, pt, common, new_tokens)
+    break_even = _break_even(pm, pt, common, new_tokens)
+    recommendation = _recommend(accuracy, cost, break_even, only_mamba, calibration[mamba.key])
+    return Findings(
+        mamba, transformer, profiles, speed, accuracy, cost, break_even, calibration, only_mamba, failures,
+        recommendation,
+    )
+
+
+def _accuracy(run: Run, mamba: Model, transformer: Model) -> Accuracy | None:
+    """Pooled over every clean (noise-free) task variant and length that both models finished."""
+    by_key: dict[tuple[Variant, int], dict[str, dict]] = {}
+    for cell in run.cells:
+        if has_accuracy(cell) and variant(cell).noise_rate == 0:
+            by_key.setdefault((variant(cell), int(cell["length_tokens"])), {})[model_key(cell)] = cell
+    pairs = sorted(k for k, cells in by_key.items() if mamba.key in cells and transformer.key in cells)
+    if not pairs:
+        return None
+    difference = Difference(
+        proportion([by_key[k][mamba.key] for k in pairs]),
+        proportion([by_key[k][transformer.key] for k in pairs]),
+    )
+    return Accuracy(difference, tuple(pairs))
+
+
+def _new_tokens(run: Run) -> int:
+    workload = run.config.get("workload") or {}
+    from_cells = next((c["new_tokens"] for c in run.cells if c.get("new_tokens")), 0)
+    return int(workload.get("new_tokens") or run.config.get("new_tokens") or from_cells)
+
+
+def request_cost(point: Point, length: float, new_tokens: int) -> float | None:
+    if point.cost_in_1m is None or point.cost_out_1m is None:
+        return None
+    return (length * point.cost_in_1m + new_tokens * point.cost_out_1m) / 1e6
+
+
+def interpolate(values: dict[int, float], at: float) -> tuple[float, str, tuple[int, ...]]:
+    """Value at `at` from measured lengths: straight line on log-log axes between the two measured lengths
+    around it (latency and cost grow roughly as a power of length); outside the measured range, the nearest
+    measured length, never an extrapolation."""
+    lengths = sorted(values)
+    if at in values:
+        return values[int(at)], "measured", (int(at),)
+    if at < lengths[0] or at > lengths[-1]:
+        nearest = lengths[0] if at < lengths[0] else lengths[-1]
+        return values[nearest], "nearest", (nearest,)
+    hi = next(n for n in lengths if n > at)
+    lo = max(n for n in lengths if n < at)
+    if values[lo] <= 0 or values[hi] <= 0:
+        frac = (at - lo) / (hi - lo)
+        return values[lo] + frac * (values[hi] - values[lo]), "interpolated", (lo, hi)
+    frac = (math.log(at) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    value = math.exp(math.log(values[lo]) + frac * (math.log(values[hi]) - math.log(values[lo])))
+    return value, "interpolated", (lo, hi)
+
+
+def _cost_at(profile_: dict[int, Point], length: int, new_tokens: int, per_day: int | None) -> CostAt | None:
+    priced = {n: p for n, p in profile_.items() if p.cost_in_1m is not None and p.cost_out_1m is not None}
+    if not priced:
+        return None
+    in_1m, basis, used = interpolate({n: p.cost_in_1m for n, p in priced.items()}, length)
+    out_1m, _, _ = interpolate({n: p.cost_out_1m for n, p in priced.items()}, length)
+    per_request = (length * in_1m + new_tokens * out_1m) / 1e6
+    per_month = per_request * per_day * DAYS_PER_MONTH if per_day else None
+    return CostAt(in_1m, out_1m, per_request, per_month, basis, used)
+
+
+def _cost(run: Run, pm: dict[int, Point], pt: dict[int, Point], common: list[int], new_tokens: int) -> Cost | None:
+    workload = run.config.get("workload") or {}
+    length = workload.get("length_tokens")
+    from_workload = bool(length)
+    if not from_workload:
+        if not common:
+            return None
+        length = common[-1]
+    per_day = workload.get("requests_per_day")
+    mamba = _cost_at(pm, int(length), new_tokens, per_day)
+    transformer = _cost_at(pt, int(length), new_tokens, per_day)
+    if mamba is None or transformer is None:
+        return None
+    return Cost(int(length), new_tokens, per_day, from_workload, mamba, transformer)
+
+
+def _break_even(pm: dict[int, Point], pt: dict[int, Point], common: list[int], new_tokens: int) -> BreakEven | None:
+    """The length from which Mamba's cost per request stays below the Transformer's up to the longest length
+    both ran; the crossing is interpolated on log-length between the measured lengths around it."""
+    lengths = [n for n in common if request_cost(pm[n], n, new_tokens) and request_cost(pt[n], n, new_tokens)]
+    if not lengths:
+        return None
+    if len(lengths) == 1:
+        return BreakEven("one_length", None, tuple(lengths), new_tokens)
+    log_ratio = [math.log(request_cost(pm[n], n, new_tokens) / request_cost(pt[n], n, new_tokens)) for n in lengths]
+    not_cheaper = [i for i, r in enumerate(log_ratio) if r >= 0]
+    if not not_cheaper:
+        return BreakEven("always", None, tuple(lengths), new_tokens)
+    last = not_cheaper[-1]
+    if last == len(lengths) - 1:
+        return BreakEven("never", None, tuple(lengths), new_tokens)
+    lo, hi = lengths[last], lengths[last + 1]
+    frac = log_ratio[last] / (log_ratio[last] - log_ratio[last + 1])
+    at = math.exp(math.log(lo) + frac * (math.log(hi) - math.log(lo)))
+    return BreakEven("at", at, tuple(lengths), new_tokens)
+
+
+def calibration_pairs(run: Run, model: Model) -> list[tuple[float, int]]:
+    """(confidence, correct) for every answer of the model's clean accuracy cells, at every length."""
+    return [
+        (float(conf), int(correct))
+        for cell in run.cells
+        if model_key(cell) == model.key and has_accuracy(cell) and variant(cell).noise_rate == 0
+        for conf, correct in (cell["metrics"].get("calibration") or [])
+    ]
+
+
+def calibration_of(run: Run, model: Model) -> Calibration:
+    """The lowest confidence above which the model's answers reach the target accuracy."""
+    pairs = calibration_pairs(run, model)
+    if len(pairs) < CALIBRATION_MIN_INSTANCES:
+        return Calibration(len(pairs), None, reason="too_few")
+    pairs.sort(key=lambda p: -p[0])
+    best = None
+    correct = 0
+    for i, (conf, ok) in enumerate(pairs, 1):
+        correct += ok
+        # A threshold must take every instance with the same confidence, so only test at the last of a tie.
+        if i < len(pairs) and pairs[i][0] == conf:
+            continue
+        if i >= CALIBRATION_MIN_INSTANCES and correct / i >= CALIBRATION_TARGET:
+            best = (conf, i, correct / i)
+    if best is None:
+        return Calibration(len(pairs), None, reason="not_reached")
+    return Calibration(len(pairs), best[0], best[1], best[2])
+
+
+def _recommend(
+    accuracy: Accuracy | None,
+    cost: Cost | None,
+    break_even: BreakEven | None,
+    only_mamba: tuple[Point, ...],
+    calibration: Calibration,
+) -> Recommendation:
+    conditions = []
+    cheaper_at_workload = cost is not None and cost.mamba.per_request < cost.transformer.per_request
+    if accuracy is None or accuracy.verdict == "unclear":
+        verdict = "more_evidence"
+    elif accuracy.verdict == "worse":
+        verdict = "keep"
+    elif cheaper_at_workload or only_mamba:
+        verdict = "switch"
+    elif break_even is not None and break_even.kind == "at":
+        verdict = "switch_long"
+    else:
+        verdict = "keep"
+    if accuracy is not None and accuracy.verdict == "similar":
+        conditions.append("accuracy_margin")
+    if break_even is not None and break_even.kind == "at":
+        conditions.append("longer_than_break_even")
+    if cost is not None and cost.mamba.basis != "measured":
+        conditions.append("measure_workload_length")
+    if calibration.threshold is not None:
+        conditions.append("review_below_threshold")
+    if only_mamba:
+        conditions.append("transformer_failed")
+    conditions.append("same_device")
+    return Recommendation(verdict, tuple(conditions))
