@@ -21,6 +21,7 @@ from mambapoc.errors import UserError
 # How long a worker may take to import torch and load its model before it counts as failed.
 LOAD_TIMEOUT_S = 900.0
 POLL_S = 0.2
+SAMPLE_RECORDS = 5
 
 
 @dataclass
@@ -81,7 +82,7 @@ def prepare_run_dir(run_dir: Path, cfg: CompareConfig, resume: bool) -> CompareC
 def write_run_files(run_dir: Path, cfg: CompareConfig, device: str, dtype: str, dataset_dir: Path,
                     pricing: dict, workload: dict) -> None:
     from mambapoc import envinfo
-    from mambapoc.ingest.dataset import read_manifest
+    from mambapoc.ingest.dataset import load_records, read_manifest
 
     config = {
         "compare": cfg.to_dict(),
@@ -96,7 +97,9 @@ def write_run_files(run_dir: Path, cfg: CompareConfig, device: str, dtype: str, 
     env = envinfo.collect()
     env["seed"] = cfg.seed
     write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
-    write_atomic(run_dir / "dataset.yaml", yaml.safe_dump(read_manifest(dataset_dir), sort_keys=False))
+    # A few records travel with the run so its report can show what the models read, on any machine.
+    manifest = {**read_manifest(dataset_dir), "samples": load_records(dataset_dir, limit=SAMPLE_RECORDS)}
+    write_atomic(run_dir / "dataset.yaml", yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True))
 
 
 def device_name(device: str) -> str:

@@ -1,0 +1,370 @@
+"""`ingest()`: sources in, a dataset directory out, written whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+from rich.progress import Progress
+
+from mambapoc import __version__
+from mambapoc.errors import UserError
+from mambapoc.ingest import documents, jsonlines, multiline, tabular
+from mambapoc.ingest.dataset import MANIFEST, RECORDS, default_data_dir, read_manifest
+from mambapoc.ingest.detect import FORMATS, detect
+from mambapoc.ingest.event import Event
+from mambapoc.ingest.formats import LINE_FORMATS
+from mambapoc.ingest.masking import KINDS, Masker
+from mambapoc.ingest.progress import ingest_progress
+from mambapoc.ingest.readers import (
+    DEFAULT_MAX_LINE_BYTES,
+    InputFile,
+    LineReader,
+    Stream,
+    collect_files,
+    file_sha256,
+    open_streams,
+)
+from mambapoc.ingest.stats import Stats
+from mambapoc.ingest.templates import TemplateMiner
+
+# Bumped when the records or the manifest change shape: a dataset built by another version is rebuilt
+# rather than taken as up to date.
+DATASET_FORMAT = 1
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_WRITE_BUFFER = 1 << 20
+
+
+@dataclass
+class IngestResult:
+    """The dataset directory and its manifest (the existing one when nothing had to be done)."""
+
+    path: Path
+    manifest: dict
+    # Why nothing was done (the dataset was already up to date), else None.
+    skipped_reason: str | None = None
+
+    @property
+    def records(self) -> int:
+        return self.manifest["counts"]["records"]
+
+
+def default_name(paths: Sequence[str | os.PathLike]) -> str:
+    """A dataset name from the inputs: the file or directory name for one input, else the name of the
+    directory that holds them all."""
+    resolved = [Path(p).resolve() for p in paths]
+    if len(resolved) == 1:
+        base = resolved[0].name.split(".")[0] or resolved[0].name
+    else:
+        base = Path(os.path.commonpath(resolved)).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-") or "dataset"
+
+
+def _events(
+    fmt: str,
+    reader: LineReader,
+    stream: Stream,
+    counts: Counter,
+    text_field: str | None,
+    label_field: str | None,
+) -> Iterator[Event]:
+    if fmt == "jsonl":
+        return jsonlines.events(reader, counts, text_field, label_field)
+    if fmt in ("csv", "tsv"):
+        return tabular.events(
+            reader, "," if fmt == "csv" else "\t", stream.name, counts, text_field, label_field
+        )
+    if fmt == "document":
+        return documents.events(reader)
+    return multiline.events(reader, LINE_FORMATS[fmt], stream.modified, counts)
+
+
+class _Builder:
+    """Reads every stream once, masks and mines each event, and writes records with a template id
+    (pass 1); then rewrites them with each template's final text (pass 2), since a template can still
+    generalise after a record that uses it was written."""
+
+    def __init__(
+        self,
+        fmt: str,
+        text_field: str | None,
+        label_field: str | None,
+        masker: Masker | None,
+        max_line_bytes: int,
+    ):
+        self.fmt = fmt
+        self.text_field = text_field
+        self.label_field = label_field
+        self.masker = masker
+        self.max_line_bytes = max_line_bytes
+        self.miner = TemplateMiner()
+        self.stats = Stats()
+        self.counts: Counter = Counter()
+        self.sources: list[dict] = []
+        self.skipped: list[dict] = []
+        self._components: dict[str, str] = {}
+
+    def _record(self, rid: int, source: str, ev: Event) -> dict:
+        text, message, component = ev.prefix + ev.message + ev.suffix, ev.message, ev.component
+        if self.masker is not None:
+            text, message = self.masker.mask_event(ev.prefix, ev.message, ev.suffix)
+            if component:
+                component = self._mask_component(component)
+        return {
+            "id": rid,
+            "source": source,
+            "line": ev.line,
+            "timestamp": ev.timestamp,
+            "level": ev.level,
+            "level_raw": ev.level_raw,
+            "component": component,
+            "message": message,
+            "template_id": self.miner.add(message) if ev.mine_template else None,
+            "label": ev.label,
+            "text": text,
+        }
+
+    def _mask_component(self, component: str) -> str:
+        # A component is also part of the text, masked and counted there: here it is only masked the same
+        # way. There are few distinct components (loggers, programs), so the result is cached.
+        masked = self._components.get(component)
+        if masked is None:
+            if len(self._components) >= 10_000:
+                self._components.clear()
+            masked = self._components[component] = self.masker.mask(component, count=False)
+        return masked
+
+    def read(self, files: Sequence[tuple[InputFile, str, int]], out: TextIO, progress: Progress) -> None:
+        task = progress.add_task("Reading", total=sum(size for _, _, size in files), records=0)
+
+        def advance(n: int) -> None:
+            progress.update(task, advance=n, records=self.stats.records)
+
+        for item, sha256, size in files:
+            for stream in open_streams(item):
+                self._read_stream(stream, sha256, size, out, advance)
+        advance(0)
+
+    def _read_stream(
+        self, stream: Stream, sha256: str, size: int, out: TextIO, advance: Callable[[int], None]
+    ) -> None:
+        reader = LineReader(stream, self.counts, self.max_line_bytes, advance)
+        if reader.is_binary():
+            self.counts["skipped_binary_files"] += 1
+            self.skipped.append({"path": stream.name, "reason": "binary"})
+            return
+        fmt, confidence = (self.fmt, 1.0) if self.fmt != "auto" else detect(stream.name, reader.sample())
+        first = self.stats.records
+        for ev in _events(fmt, reader, stream, self.counts, self.text_field, self.label_field):
+            record = self._record(self.stats.records, stream.name, ev)
+            self.stats.add(record)
+            tid = record.pop("template_id")
+            out.write(f"{'' if tid is None else tid}\t{json.dumps(record, ensure_ascii=False)}\n")
+        self.counts["lines"] += reader.lines
+        self.sources.append(
+            {
+                "path": stream.name,
+                "format": fmt,
+                "confidence": confidence,
+                "records": self.stats.records - first,
+                "lines": reader.lines,
+                "compression": stream.compression,
+                "bytes": size,
+                "sha256": sha256,
+            }
+        )
+
+    def write(self, pass1: Path, target: Path, progress: Progress) -> None:
+        templates = {
+            str(c.id): json.dumps(self.miner.template(c.id), ensure_ascii=False) for c in self.miner.clusters
+        }
+
+        def with_template(line: str) -> str:
+            tid, _, record = line.partition("\t")
+            return (
+                f'{record[:-2]}, "template_id": {tid or "null"}, "template": {templates.get(tid, "null")}}}\n'
+            )
+
+        # Progress in characters of pass 1 read back: close enough to its size in bytes.
+        task = progress.add_task("Writing", total=pass1.stat().st_size, records=0)
+        written = 0
+        with (
+            open(pass1, encoding="utf-8") as f,
+            open(target, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz,
+        ):
+            while batch := list(itertools.islice(f, 4096)):
+                gz.write("".join(map(with_template, batch)).encode("utf-8"))
+                written += len(batch)
+                progress.update(task, advance=sum(map(len, batch)), records=written)
+
+    def manifest(self) -> dict:
+        top = sorted(self.miner.clusters, key=lambda c: -c.size)[:20]
+        masking: dict = {"enabled": self.masker is not None}
+        if self.masker is not None:
+            masking["counts"] = {k: self.masker.counts[k] for k in KINDS if self.masker.counts[k]}
+            masking["distinct"] = dict(sorted(self.masker.distinct.items()))
+            masking["numbered_up_to"] = self.masker.max_distinct
+        counts = {"records": self.stats.records, "lines": self.counts["lines"]}
+        for key in (
+            "skipped_binary_files",
+            "truncated_lines",
+            "decode_errors",
+            "broken_lines",
+            "unmatched_lines",
+            "split_events",
+        ):
+            counts[key] = self.counts[key]
+        return {
+            "counts": counts,
+            "masking": masking,
+            "templates": {
+                "count": len(self.miner.clusters),
+                "capped": self.miner.capped,
+                "unassigned": self.miner.unassigned,
+                "top": [{"id": c.id, "count": c.size, "template": self.miner.template(c.id)} for c in top],
+            },
+            **self.stats.manifest(),
+            "sources": self.sources,
+            "skipped_files": self.skipped,
+        }
+
+
+def _fingerprint(files: list[tuple[InputFile, str, int]], options: dict, mask_regex: Sequence[str]) -> str:
+    blob = json.dumps(
+        {
+            "dataset_format": DATASET_FORMAT,
+            "version": __version__,
+            "options": options,
+            "mask_regex": list(mask_regex),
+            "files": [[f.name, sha] for f, sha, _ in files],
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _up_to_date(target: Path, fingerprint: str) -> IngestResult:
+    """The existing dataset, if it was built from the same sources with the same options; else an error,
+    since replacing it needs --force."""
+    existing = read_manifest(target)
+    if existing.get("fingerprint") != fingerprint:
+        raise UserError(
+            f"dataset {target.name!r} already exists with other sources or options; "
+            "pass --force to replace it or --name to make another"
+        )
+    return IngestResult(target, existing, "already ingested from the same sources with the same options")
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Puts the finished dataset in place; an older one at `target` is removed only afterwards."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / target.name)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def ingest(
+    paths: Sequence[str | os.PathLike],
+    name: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    fmt: str = "auto",
+    text_field: str | None = None,
+    label_field: str | None = None,
+    mask: bool = True,
+    mask_regex: Sequence[str] = (),
+    force: bool = False,
+    progress: bool = True,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> IngestResult:
+    """Ingests files, directories (recursively) and compressed files or zip archives into
+    `DATA_DIR/NAME/` (see docs/ingest.md). Sources are only read. The dataset is built in a hidden
+    directory beside it and moved in place once complete. If a dataset of that name was built from the
+    same sources with the same options, nothing is done unless `force`."""
+    if not paths:
+        raise UserError("nothing to ingest: give at least one file or directory")
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}; use auto or one of: {', '.join(FORMATS)}")
+    if max_line_bytes < 1:
+        raise UserError("the line length limit must be at least 1 byte")
+    name = name or default_name(paths)
+    if not _NAME.fullmatch(name):
+        raise UserError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' and '-'")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    masker = Masker(mask_regex) if mask else None  # checks the expressions before any work
+    files = collect_files(paths, exclude=root)
+    if not files:
+        raise UserError(f"no files found in {', '.join(map(str, paths))}")
+    hashed = [(f, *file_sha256(f.path)) for f in files]
+    options = {
+        "format": fmt,
+        "text_field": text_field,
+        "label_field": label_field,
+        "mask": mask,
+        "mask_regex": len(mask_regex),
+        "max_line_bytes": max_line_bytes,
+    }
+    fingerprint = _fingerprint(hashed, options, mask_regex)
+    target = root / name
+    if target.exists() and not (target / MANIFEST).is_file():
+        # Even with --force: replacing it would delete a directory this tool did not write.
+        raise UserError(f"{target} exists and is not a dataset; choose another --name or move it away")
+    if target.exists() and not force:
+        return _up_to_date(target, fingerprint)
+
+    created_root = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
+    try:
+        builder = _Builder(fmt, text_field, label_field, masker, max_line_bytes)
+        pass1 = tmp / "records.pass1"
+        with ingest_progress(progress) as bar:
+            with open(pass1, "w", encoding="utf-8", buffering=_WRITE_BUFFER) as out:
+                builder.read(hashed, out, bar)
+            if builder.stats.records == 0:
+                raise UserError(_empty_message(paths, builder))
+            builder.write(pass1, tmp / RECORDS, bar)
+        pass1.unlink()
+        manifest = {
+            "name": name,
+            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "tool_version": __version__,
+            "dataset_format": DATASET_FORMAT,
+            "fingerprint": fingerprint,
+            "inputs": [str(p) for p in paths],
+            "options": options,
+            **builder.manifest(),
+        }
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+            yaml.safe_dump(manifest, f, sort_keys=False, allow_unicode=True)
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created_root:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only if still empty
+        raise
+    return IngestResult(target, manifest)
+
+
+def _empty_message(paths: Sequence[str | os.PathLike], builder: _Builder) -> str:
+    binary = builder.counts["skipped_binary_files"]
+    why = f" ({binary} binary file{'s' * (binary != 1)} skipped)" if binary else ""
+    return f"no records found in {', '.join(map(str, paths))}{why}: the files are empty or hold no text"

@@ -1,0 +1,121 @@
+"""JSON lines, as log shippers write them: common key names give the fields, nested objects are
+flattened into `key.sub=value` pairs in the text."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+from mambapoc.ingest.event import Event
+from mambapoc.ingest.fields import iso_from_epoch, iso_from_text, normalize_level
+
+# First key present wins; keys are the flattened, dotted names.
+TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "datetime", "date", "eventTime", "event.created")
+LEVEL_KEYS = ("level", "log.level", "severity", "levelname", "lvl", "loglevel", "severity_text", "priority")
+COMPONENT_KEYS = (
+    "logger",
+    "log.logger",
+    "logger_name",
+    "component",
+    "service.name",
+    "service",
+    "app",
+    "application",
+    "module",
+    "name",
+    "source",
+)
+MESSAGE_KEYS = ("message", "msg", "log", "text", "event.original", "body", "event")
+# Numeric levels of pino and bunyan, the usual numeric scheme in JSON logs.
+_NUMERIC_LEVELS = ((60, "FATAL"), (50, "ERROR"), (40, "WARN"), (30, "INFO"), (20, "DEBUG"), (10, "TRACE"))
+
+
+def _level(raw: str) -> str | None:
+    if raw.isdigit():
+        return next((name for floor, name in _NUMERIC_LEVELS if int(raw) >= floor), None)
+    return normalize_level(raw)
+
+
+def flatten(obj: dict, prefix: str = "") -> dict[str, object]:
+    """`{"a": {"b": 1}, "c": [1, 2]}` → `{"a.b": 1, "c": [1, 2]}`: lists stay whole values."""
+    out: dict[str, object] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _scalar(v: object) -> str:
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+
+def _timestamp(v: object) -> str | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return iso_from_epoch(float(v))
+    if isinstance(v, str):
+        return iso_from_epoch(float(v)) if v.isdigit() else iso_from_text(v)
+    return None
+
+
+def _pick(flat: dict[str, object], keys: Iterable[str]) -> tuple[str | None, object]:
+    for k in keys:
+        v = flat.get(k)
+        if v is not None and v != "" and not isinstance(v, (dict, list)):
+            return k, v
+    return None, None
+
+
+def events(
+    lines: Iterable[str], counts: Counter, text_field: str | None = None, label_field: str | None = None
+) -> Iterator[Event]:
+    """One event per JSON object line. The text reads `TIME LEVEL COMPONENT: MESSAGE | k=v ...` with
+    every other field as `k=v`; a line that is not a JSON object is kept as raw text (`broken_lines`)."""
+    message_keys = (text_field, *MESSAGE_KEYS) if text_field else MESSAGE_KEYS
+    for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            counts["broken_lines"] += 1
+            yield Event(no, line)
+            continue
+        flat = flatten(obj)
+        ts_key, ts_value = _pick(flat, TIME_KEYS)
+        level_key, level_value = _pick(flat, LEVEL_KEYS)
+        component_key, component_value = _pick(flat, COMPONENT_KEYS)
+        message_key, message_value = _pick(flat, message_keys)
+        timestamp = _timestamp(ts_value)
+        # An unparseable time stays in the text as it was written.
+        used = {level_key, component_key, message_key, ts_key if timestamp else None}
+        label = None
+        if label_field is not None and flat.get(label_field) is not None:
+            used.add(label_field)
+            label = _scalar(flat[label_field])
+        level_raw = _scalar(level_value) if level_value is not None else None
+        component = _scalar(component_value) if component_value is not None else None
+        head = [p for p in (timestamp, level_raw.upper() if level_raw else None) if p]
+        if component:
+            head.append(component + ":")
+        rest = " ".join(f"{k}={_scalar(v)}" for k, v in flat.items() if k not in used)
+        yield Event(
+            no,
+            _scalar(message_value) if message_value is not None else "",
+            prefix=" ".join(head) + " " if head else "",
+            suffix=f" | {rest}" if rest else "",
+            timestamp=timestamp,
+            level=_level(level_raw) if level_raw else None,
+            level_raw=level_raw,
+            component=component,
+            label=label,
+        )
