@@ -44,7 +44,7 @@ def _root(
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`; kept light at import time so
     # that `mambapoc --help` stays fast (torch is imported inside the commands).
-    from mambapoc.cli import doctor, ingest, pipeline, tasks, train  # noqa: F401
+    from mambapoc.cli import doctor, ingest, pipeline, report, tasks, train  # noqa: F401
 
 
 _register()

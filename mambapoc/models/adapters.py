@@ -144,8 +144,8 @@ class HFCausal(LoadedModel):
         import inspect
 
         params = inspect.signature(self.model.forward).parameters
-        # transformers' Mamba calls its state `cache`; attention models call theirs `past_key_values`.
-        self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
+        # transformers 5 names the state `cache` (older releases: `past_key_values`).
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._recurrent = self.info.family == "mamba"
 
     def _forward(self, ids, cache, last_only):
@@ -153,7 +153,7 @@ class HFCausal(LoadedModel):
         if last_only:
             kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=ids, **kwargs)
-        new_cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+        new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits, new_cache
 
     def state_bytes(self, length: int, batch: int = 1) -> int:

@@ -88,6 +88,13 @@ def read_config(path: Path) -> dict:
         raise UserError(f"cannot read {path / 'config.json'}: {e}") from None
 
 
+def quiet_transformers() -> None:
+    """transformers' per-file progress bars would scroll through our own progress display."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(spec: str):
     from transformers import AutoTokenizer
 
@@ -122,6 +129,7 @@ def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ou
     """Load a model spec for inference. `impl` matters only for Mamba checkpoints."""
     import torch
 
+    quiet_transformers()
     path = resolve(spec)
     cfg = read_config(path)
     tokenizer = load_tokenizer(spec)

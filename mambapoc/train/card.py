@@ -17,6 +17,9 @@ def eval_table(evaluation: list[dict]) -> str:
     lines = ["| task | length (tokens) | × training length | accuracy | 95 % interval | chance | n |",
              "|---|---|---|---|---|---|---|"]
     for e in evaluation:
+        if not e["n"]:
+            lines.append(f"| {e['task']} | {e['length']} | {e['ratio']:g}× | — | not enough held-out records | — | 0 |")
+            continue
         lo, hi = e["ci95"]
         lines.append(f"| {e['task']} | {e['length']} | {e['ratio']:g}× | {_pct(e['accuracy'])} | "
                      f"{_pct(lo)} – {_pct(hi)} | {_pct(e['chance'])} | {e['n']} |")
@@ -53,7 +56,7 @@ def write_card(out_dir: Path, *, name: str, family: str, params: int, arch: str,
 
 Episodes are built by the same task builders as `mambapoc compare`, from held-out records (the last
 part of every source, never trained on). Accuracy with a 95 % Wilson interval; chance is the accuracy
-of guessing among the candidates (needle answers are generated, so chance is near 0).
+of guessing uniformly among each instance's candidates (labels, or the needle's answer and its decoys).
 
 {eval_table(evaluation)}
 

@@ -20,6 +20,7 @@ import torch
 from mambapoc.errors import UserError
 
 IGNORE = -100
+LABEL_FIELDS = ("label", "level", "component", "template_id")
 
 
 def split_records(records: list[dict], holdout_fraction: float) -> tuple[list[dict], list[dict]]:
@@ -40,16 +41,17 @@ def split_records(records: list[dict], holdout_fraction: float) -> tuple[list[di
 
 class SequenceMaker:
     def __init__(self, records: list[dict], tokenizer, seq_len: int, mixture: dict[str, float],
-                 answer_weight: float, label_field: str | None, seed: int):
+                 answer_weight: float, seed: int):
         self.records = records
         self.tok = tokenizer
         self.seq_len = seq_len
         self.kinds = [k for k, w in mixture.items() if w > 0]
         self.weights = [mixture[k] for k in self.kinds]
         self.answer_weight = answer_weight
-        self.label_field = label_field or "auto"
         self.seed = seed
         self.eos = tokenizer.eos_token_id
+        # The fields the few-shot builder can actually use on these records, asked of the builder itself.
+        self.label_fields = [f for f in LABEL_FIELDS if self._builds("fewshot-classify", label_field=f)]
         text = "\n".join(r["text"] for r in records)
         self.stream = tokenizer.encode(text, add_special_tokens=False)
         if len(self.stream) < 2 * seq_len:
@@ -65,6 +67,8 @@ class SequenceMaker:
     def sequence(self, step: int, row: int) -> tuple[list[int], list[int], list[float]]:
         rng = random.Random(f"{self.seed}:{step}:{row}")
         kind = rng.choices(self.kinds, self.weights)[0]
+        if kind == "fewshot" and not self.label_fields:
+            raise UserError("few-shot episodes need records with a label, level, component or template")
         if kind == "lm":
             ids = self._window(rng, self.seq_len + 1)
             return ids[:-1], ids[1:], [1.0] * self.seq_len
@@ -76,6 +80,15 @@ class SequenceMaker:
             return ids[:-1], ids[1:], weights
         return self._episode(kind, rng)
 
+    def _builds(self, task: str, **options) -> bool:
+        from mambapoc.tasks import build_instances
+
+        try:
+            build_instances(task, self.records, self.tok, self.seq_len - 24, n=1, seed=0, **options)
+        except UserError:
+            return False
+        return True
+
     def _window(self, rng: random.Random, n: int) -> list[int]:
         start = rng.randrange(len(self.stream) - n)
         return self.stream[start : start + n]
@@ -86,7 +99,9 @@ class SequenceMaker:
         options: dict = {}
         if kind == "fewshot":
             task = "fewshot-classify"
-            options = {"symbol_labels": rng.random() < 0.5, "label_field": self.label_field}
+            # Varying what is predicted (ticket category, level, component, event type) teaches reading the
+            # demonstrations rather than one mapping.
+            options = {"symbol_labels": rng.random() < 0.5, "label_field": rng.choice(self.label_fields)}
         else:
             task = "needle"
         # Room for the answer and the end-of-text token after the prompt.

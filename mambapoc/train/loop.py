@@ -86,7 +86,7 @@ def train_model(model, maker: SequenceMaker, *, name: str, steps: int, batch_siz
             optimizer.step()
             dt = time.perf_counter() - t0
             state.step += 1
-            state.losses.append(float(loss))
+            state.losses.append(loss.item())
             state.tokens += ids.numel()
             state.wall_s += dt
             recent = state.losses[-20:]

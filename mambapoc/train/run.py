@@ -21,18 +21,22 @@ from mambapoc.train.tokenizer import train_tokenizer
 def evaluate(model_dir: Path, records: list[dict], recipe: TrainRecipe) -> list[dict]:
     from mambapoc.bench.config import parse_task
     from mambapoc.models.registry import load
-    from mambapoc.tasks import build_instances, score
+    from mambapoc.tasks import DatasetTooSmall, build_instances, score
 
     lm = load(str(model_dir))
     rows = []
     for task_text in recipe.eval_tasks:
         task = parse_task(task_text)
         for length in recipe.eval_lengths:
-            instances = build_instances(task.name, records, lm.tokenizer, length, n=recipe.eval_instances,
-                                        seed=recipe.seed + 1, **task.options)
+            row = {"task": task.key, "length": length, "ratio": length / recipe.seq_len}
+            try:
+                instances = build_instances(task.name, records, lm.tokenizer, length, n=recipe.eval_instances,
+                                            seed=recipe.seed + 1, **task.options)
+            except DatasetTooSmall as e:
+                rows.append({**row, "n": 0, "note": str(e)})
+                continue
             m = score(task.name, lm, instances)
-            rows.append({"task": task.key, "length": length, "ratio": length / recipe.seq_len,
-                         "accuracy": m["accuracy"], "ci95": m["ci95"], "chance": m["chance"], "n": m["n"]})
+            rows.append({**row, "accuracy": m["accuracy"], "ci95": m["ci95"], "chance": m["chance"], "n": m["n"]})
     return rows
 
 
@@ -51,7 +55,9 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
     from mambapoc.envinfo import cpu_model
     from mambapoc.ingest import ingest
     from mambapoc.ingest.dataset import load_records
+    from mambapoc.models.registry import quiet_transformers
 
+    quiet_transformers()
     if recipe.threads:
         torch.set_num_threads(int(recipe.threads))
     names = only or list(recipe.models)
@@ -75,7 +81,7 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
 
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     maker = SequenceMaker(train_recs, tokenizer, recipe.seq_len, recipe.mixture, recipe.answer_weight,
-                          recipe.label_field, recipe.seed)
+                          recipe.seed)
     hardware = f"{cpu_model()}, {torch.get_num_threads()} threads"
     written = []
     params = {}
