@@ -35,32 +35,37 @@ class Plan:
         return [c for c in self.cells if (c["model"], c["impl"]) == spec_impl and c["cell_id"] not in self.done]
 
 
-def cell_id(spec: str, impl: str, task_key: str, length: int) -> str:
-    model = spec if impl == "ours" else f"{spec}@{impl}"
+def cell_id(spec: str, cross_check: bool, task_key: str, length: int) -> str:
+    model = f"{spec}@hf" if cross_check else spec
     return f"{model}|{task_key}|{length}"
 
 
 def model_runs(cfg: CompareConfig) -> list[tuple[str, str]]:
-    """(spec, impl) pairs: a Mamba checkpoint may run on our code, transformers' code, or both."""
-    from mambapoc.models.registry import read_config, resolve
-
+    """(spec, impl) pairs: a Mamba checkpoint may run on our code, transformers' code (a cross-check,
+    named `SPEC@hf`), or both; every other model runs on transformers."""
     runs = []
     for spec in cfg.models:
-        is_mamba = read_config(resolve(spec)).get("model_type") == "mamba"
-        impls = {"ours": ["ours"], "hf": ["hf"], "both": ["ours", "hf"]}[cfg.mamba_impl] if is_mamba else ["hf"]
+        impls = {"ours": ["ours"], "hf": ["hf"], "both": ["ours", "hf"]}[cfg.mamba_impl] if _is_mamba(spec) else ["hf"]
         runs += [(spec, impl) for impl in impls]
     return runs
+
+
+def _is_mamba(spec: str) -> bool:
+    from mambapoc.models.registry import read_config, resolve
+
+    return read_config(resolve(spec)).get("model_type") == "mamba"
 
 
 def plan(cfg: CompareConfig) -> Plan:
     cells = []
     for spec, impl in model_runs(cfg):
+        cross_check = impl == "hf" and cfg.mamba_impl != "ours" and _is_mamba(spec)
         for length in sorted(cfg.lengths):
             for task in cfg.tasks:
                 cells.append({
-                    "cell_id": cell_id(spec, impl, task.key, length),
-                    "model": spec, "impl": impl, "task": task.to_dict(), "task_key": task.key,
-                    "length_tokens": length,
+                    "cell_id": cell_id(spec, cross_check, task.key, length),
+                    "model": spec, "impl": impl, "cross_check": cross_check, "task": task.to_dict(),
+                    "task_key": task.key, "length_tokens": length,
                 })
     return Plan(cells)
 
@@ -152,6 +157,7 @@ class Runner:
         info: dict | None = None
         current: str | None = None
         started = time.monotonic()
+        started_at = None
         while remaining:
             try:
                 kind, payload = q.get(timeout=POLL_S)
@@ -183,13 +189,15 @@ class Runner:
                 return self._fail_all(remaining, info, payload)
             if kind == "ready":
                 info = payload
-                self.models_info[spec if impl == "ours" else f"{spec}@{impl}"] = payload
+                self.models_info[cells[0]["cell_id"].split("|", 1)[0]] = payload
             elif kind == "start":
                 current = payload
                 started = time.monotonic()
+                started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 self.display.cell_started(by_id[current])
             elif kind == "cell":
                 payload["wall_s"] = time.monotonic() - started
+                payload["started_at"] = started_at
                 self._finish(by_id[payload.pop("cell_id")], info, payload)
                 remaining = [c for c in remaining if c["cell_id"] != current]
                 current = None
@@ -207,7 +215,7 @@ class Runner:
         cell = {
             "cell_id": planned["cell_id"],
             "model": planned["model"],
-            "model_name": short_name(planned["model"]) + ("" if planned["impl"] == "ours" else f" ({planned['impl']})"),
+            "model_name": short_name(planned["model"]) + (" (hf)" if planned["cross_check"] else ""),
             "family": (info or {}).get("family"),
             "impl": planned["impl"],
             "params": (info or {}).get("params"),
