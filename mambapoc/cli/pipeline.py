@@ -43,10 +43,10 @@ def _compare(cfg, run_dir: Path, resume: bool) -> list[dict]:
 def _report(run_dir: Path, formats: list[str], langs: list[str]) -> list[Path]:
     from mambapoc.report import build
 
-    paths: list[Path] = []
+    paths: dict[Path, None] = {}  # ordered and without repeats: cells.csv is shared by the languages
     for lang in langs:
-        paths += list(build(run_dir, formats=tuple(formats), lang=lang).values())
-    return paths
+        paths.update(dict.fromkeys(build(run_dir, formats=tuple(formats), lang=lang).values()))
+    return list(paths)
 
 
 @app.command()
