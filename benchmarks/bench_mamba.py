@@ -11,9 +11,16 @@ CPU peak memory is the growth of the process's peak RSS (VmHWM, reset just befor
 in a fresh subprocess per length (`--prefill-memory L` is that subprocess) whose glibc malloc maps
 every large block separately, so RSS tracks live tensors rather than heap reuse; on CUDA it is
 max_memory_allocated.
+
+The `mambapoc` package sets GOMP_SPINCOUNT to 10000 unless it is already set (see its __init__), so it
+is imported before torch here; the value is printed with the figures.
 """
 
 from __future__ import annotations
+
+# isort: off
+import mambapoc  # noqa: F401  (before torch: it sets GOMP_SPINCOUNT)
+# isort: on
 
 import argparse
 import json
@@ -194,6 +201,7 @@ def main() -> None:
     lengths = [int(x) for x in args.lengths.split(",")]
     fused = kernels.default_backend(device)
     results = {"device": device, "torch_threads": torch.get_num_threads(), "model": MODEL,
+               "GOMP_SPINCOUNT": os.environ["GOMP_SPINCOUNT"],
                "backends": [fused, "reference"]}
     ours, hf = build(device)
     results["forward"] = forward_times(ours, hf, lengths, device, [fused, "reference"],

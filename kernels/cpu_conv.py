@@ -18,23 +18,22 @@ _ROWS = 256  # time steps per work item
 
 
 @njit(nogil=True, fastmath=True, error_model="numpy", cache=True)
-def _conv_silu(x, state, w, bias, out, worker, workers):
+def _conv_silu(x, state, w, bias, out, item, slot):
     bsz, length, dim = x.shape
     k = w.shape[0]
     nblk = (length + _ROWS - 1) // _ROWS
-    for item in range(worker, bsz * nblk, workers):
-        b = item // nblk
-        t0 = (item - b * nblk) * _ROWS
-        for t in range(t0, min(length, t0 + _ROWS)):
-            orow = out[b, t]
-            orow[:] = bias
-            for j in range(k):
-                i = t + j - (k - 1)
-                src = x[b, i] if i >= 0 else state[b, k - 1 + i]
-                for c in range(dim):
-                    orow[c] += w[j, c] * src[c]
+    b = item // nblk
+    t0 = (item - b * nblk) * _ROWS
+    for t in range(t0, min(length, t0 + _ROWS)):
+        orow = out[b, t]
+        orow[:] = bias
+        for j in range(k):
+            i = t + j - (k - 1)
+            src = x[b, i] if i >= 0 else state[b, k - 1 + i]
             for c in range(dim):
-                orow[c] *= sigmoid(orow[c])
+                orow[c] += w[j, c] * src[c]
+        for c in range(dim):
+            orow[c] *= sigmoid(orow[c])
 
 
 def causal_conv1d_silu(x, weight, bias, state):
@@ -44,7 +43,8 @@ def causal_conv1d_silu(x, weight, bias, state):
     k = weight.shape[1]
     out = torch.empty(bsz, length, dim, dtype=torch.float32)
     b = np.zeros(dim, np.float32) if bias is None else as_numpy(bias)
-    workers = workers_for(bsz * -(-length // _ROWS))
-    run_parallel(_conv_silu, workers, as_numpy(x), as_numpy(state), as_numpy(weight.t()), b, out.numpy())
+    items = bsz * -(-length // _ROWS)
+    run_parallel(_conv_silu, items, workers_for(items), as_numpy(x), as_numpy(state), as_numpy(weight.t()), b,
+                 out.numpy())
     tail = x[:, length - (k - 1) :] if length >= k - 1 else torch.cat([state[:, length:], x], dim=1)
     return out.to(x.dtype), tail.to(state.dtype).clone()

@@ -61,158 +61,154 @@ def _load_block(src, b, d0, cb, dst, scale):
 
 
 @njit(nogil=True, fastmath=True, error_model="numpy", cache=True)
-def _scan_fwd(u, delta, A, Bm, Cm, Dv, z, bias, h0, use_softplus, has_z, y, hT, worker, workers):
+def _scan_fwd(u, delta, A, Bm, Cm, Dv, z, bias, h0, use_softplus, has_z, y, hT, item, slot):
     bsz, length, dim = u.shape
     N = A.shape[1]
     nblk = (dim + _BLOCK - 1) // _BLOCK
     A3 = A.reshape(1, dim, N)
-    for item in range(worker, bsz * nblk, workers):
-        b = item // nblk
-        d0 = (item - b * nblk) * _BLOCK
-        cb = min(_BLOCK, dim - d0)
-        h = np.zeros((N, _BLOCK), _F32)
-        a2 = np.zeros((N, _BLOCK), _F32)
-        _load_block(h0, b, d0, cb, h, _F32(1.0))
-        _load_block(A3, 0, d0, cb, a2, LOG2E)
-        dt = np.zeros((_TILE, _BLOCK), _F32)
-        dtu = np.zeros((_TILE, _BLOCK), _F32)
-        ut = np.zeros((_TILE, _BLOCK), _F32)
-        yt = np.zeros((_TILE, _BLOCK), _F32)
-        for t0 in range(0, length, _TILE):
-            tl = min(_TILE, length - t0)
-            _stage_dt(delta, u, bias, b, t0, tl, d0, cb, use_softplus, dt, dtu, ut)
-            for j in range(tl):
+    b = item // nblk
+    d0 = (item - b * nblk) * _BLOCK
+    cb = min(_BLOCK, dim - d0)
+    h = np.zeros((N, _BLOCK), _F32)
+    a2 = np.zeros((N, _BLOCK), _F32)
+    _load_block(h0, b, d0, cb, h, _F32(1.0))
+    _load_block(A3, 0, d0, cb, a2, LOG2E)
+    dt = np.zeros((_TILE, _BLOCK), _F32)
+    dtu = np.zeros((_TILE, _BLOCK), _F32)
+    ut = np.zeros((_TILE, _BLOCK), _F32)
+    yt = np.zeros((_TILE, _BLOCK), _F32)
+    for t0 in range(0, length, _TILE):
+        tl = min(_TILE, length - t0)
+        _stage_dt(delta, u, bias, b, t0, tl, d0, cb, use_softplus, dt, dtu, ut)
+        for j in range(tl):
+            for c in range(_BLOCK):
+                yt[j, c] = 0.0
+            for n in range(N):
+                bn = Bm[b, t0 + j, n]
+                cn = Cm[b, t0 + j, n]
                 for c in range(_BLOCK):
-                    yt[j, c] = 0.0
-                for n in range(N):
-                    bn = Bm[b, t0 + j, n]
-                    cn = Cm[b, t0 + j, n]
-                    for c in range(_BLOCK):
-                        hv = exp2(dt[j, c] * a2[n, c]) * h[n, c] + dtu[j, c] * bn
-                        h[n, c] = hv
-                        yt[j, c] += cn * hv
-            for j in range(tl):
-                yrow = y[b, t0 + j, d0:d0 + cb]
-                for c in range(cb):
-                    yrow[c] = yt[j, c] + Dv[d0 + c] * ut[j, c]
-                if has_z:
-                    zrow = z[b, t0 + j, d0:d0 + cb]
-                    for c in range(cb):
-                        yrow[c] *= zrow[c] * sigmoid(zrow[c])
-        for n in range(N):
+                    hv = exp2(dt[j, c] * a2[n, c]) * h[n, c] + dtu[j, c] * bn
+                    h[n, c] = hv
+                    yt[j, c] += cn * hv
+        for j in range(tl):
+            yrow = y[b, t0 + j, d0:d0 + cb]
             for c in range(cb):
-                hT[b, d0 + c, n] = h[n, c]
+                yrow[c] = yt[j, c] + Dv[d0 + c] * ut[j, c]
+            if has_z:
+                zrow = z[b, t0 + j, d0:d0 + cb]
+                for c in range(cb):
+                    yrow[c] *= zrow[c] * sigmoid(zrow[c])
+    for n in range(N):
+        for c in range(cb):
+            hT[b, d0 + c, n] = h[n, c]
 
 
 @njit(nogil=True, fastmath=True, error_model="numpy", cache=True)
 def _scan_bwd(u, delta, A, Bm, Cm, Dv, z, bias, h0, use_softplus, has_z, dy, dhT,
-              du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part, dh0, w, workers):
+              du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part, dh0, item, slot):
     bsz, length, dim = u.shape
     N = A.shape[1]
     nblk = (dim + _BLOCK - 1) // _BLOCK
     ntile = (length + _TILE - 1) // _TILE
     A3 = A.reshape(1, dim, N)
-    # Each worker owns a slice of the partial sums, so no two threads ever add into the same element.
-    for item in range(w, bsz * nblk, workers):
-        b = item // nblk
-        d0 = (item - b * nblk) * _BLOCK
-        cb = min(_BLOCK, dim - d0)
-        # Fresh zeros per item: the SIMD loops run over all _BLOCK lanes, and lanes past cb must hold
-        # zeros (not a previous item's values), since dB and dC sum over lanes.
-        checkpoints = np.zeros((ntile, N, _BLOCK), _F32)
-        hs = np.zeros((_TILE + 1, N, _BLOCK), _F32)
-        das = np.zeros((_TILE, N, _BLOCK), _F32)
-        a = np.zeros((N, _BLOCK), _F32)
-        a2 = np.zeros((N, _BLOCK), _F32)
-        g = np.zeros((N, _BLOCK), _F32)
-        dA_acc = np.zeros((N, _BLOCK), _F32)
-        dt = np.zeros((_TILE, _BLOCK), _F32)
-        dtu = np.zeros((_TILE, _BLOCK), _F32)
-        ut = np.zeros((_TILE, _BLOCK), _F32)
-        gy = np.zeros((_TILE, _BLOCK), _F32)  # gradient reaching C.h + D u
-        yc = np.zeros((_TILE, _BLOCK), _F32)  # C.h
-        gu = np.zeros((_TILE, _BLOCK), _F32)
-        gdt = np.zeros((_TILE, _BLOCK), _F32)
-        _load_block(A3, 0, d0, cb, a, _F32(1.0))
-        _load_block(A3, 0, d0, cb, a2, LOG2E)
-        h = hs[0]
-        _load_block(h0, b, d0, cb, h, _F32(1.0))
-        for ti in range(ntile):
-            t0 = ti * _TILE
-            tl = min(_TILE, length - t0)
-            checkpoints[ti] = h
-            _stage_dt(delta, u, bias, b, t0, tl, d0, cb, use_softplus, dt, dtu, ut)
-            for j in range(tl):
-                for n in range(N):
-                    bn = Bm[b, t0 + j, n]
-                    for c in range(_BLOCK):
-                        h[n, c] = exp2(dt[j, c] * a2[n, c]) * h[n, c] + dtu[j, c] * bn
-        _load_block(dhT, b, d0, cb, g, _F32(1.0))
-        for ti in range(ntile - 1, -1, -1):
-            t0 = ti * _TILE
-            tl = min(_TILE, length - t0)
-            _stage_dt(delta, u, bias, b, t0, tl, d0, cb, use_softplus, dt, dtu, ut)
-            hs[0] = checkpoints[ti]
-            for j in range(tl):
-                for n in range(N):
-                    bn = Bm[b, t0 + j, n]
-                    for c in range(_BLOCK):
-                        e = exp2(dt[j, c] * a2[n, c])
-                        das[j, n, c] = e
-                        hs[j + 1, n, c] = e * hs[j, n, c] + dtu[j, c] * bn
-            for j in range(tl):
-                grow = dy[b, t0 + j, d0:d0 + cb]
-                for c in range(cb):
-                    gy[j, c] = grow[c]
-                if has_z:
-                    zrow = z[b, t0 + j, d0:d0 + cb]
-                    for c in range(cb):
-                        gy[j, c] *= zrow[c] * sigmoid(zrow[c])
-                for c in range(cb):
-                    gu[j, c] = gy[j, c] * Dv[d0 + c]
-                    gdt[j, c] = 0.0
-                    yc[j, c] = 0.0
-            for j in range(tl - 1, -1, -1):
-                t = t0 + j
-                for n in range(N):
-                    bn = Bm[b, t, n]
-                    cn = Cm[b, t, n]
-                    sb = _F32(0.0)
-                    sc = _F32(0.0)
-                    for c in range(_BLOCK):
-                        hv = hs[j + 1, n, c]
-                        gn = g[n, c] + gy[j, c] * cn  # dLoss/dh_t, all paths
-                        yc[j, c] += cn * hv
-                        sc += gy[j, c] * hv
-                        sb += gn * dtu[j, c]
-                        gu[j, c] += gn * dt[j, c] * bn
-                        hda = hs[j, n, c] * das[j, n, c]
-                        gdt[j, c] += gn * (bn * ut[j, c] + hda * a[n, c])
-                        dA_acc[n, c] += gn * hda * dt[j, c]
-                        g[n, c] = gn * das[j, n, c]
-                    dB_part[w, b, t, n] += sb
-                    dC_part[w, b, t, n] += sc
-            for j in range(tl):
-                t = t0 + j
-                du[b, t, d0:d0 + cb] = gu[j, :cb]
-                drow = delta[b, t, d0:d0 + cb]
-                for c in range(cb):
-                    d = d0 + c
-                    gv = gdt[j, c] * sigmoid(drow[c] + bias[d]) if use_softplus else gdt[j, c]
-                    ddelta[b, t, d] = gv
-                    dbias_part[w, d] += gv
-                    dD_part[w, d] += gy[j, c] * ut[j, c]
-                if has_z:
-                    zrow = z[b, t, d0:d0 + cb]
-                    grow = dy[b, t, d0:d0 + cb]
-                    for c in range(cb):
-                        s = sigmoid(zrow[c])
-                        yfull = yc[j, c] + Dv[d0 + c] * ut[j, c]
-                        dz[b, t, d0 + c] = grow[c] * yfull * s * (_F32(1.0) + zrow[c] * (_F32(1.0) - s))
-        for n in range(N):
+    b = item // nblk
+    d0 = (item - b * nblk) * _BLOCK
+    cb = min(_BLOCK, dim - d0)
+    # The SIMD loops run over all _BLOCK lanes; lanes past cb must stay zero, since dB and dC sum them.
+    checkpoints = np.zeros((ntile, N, _BLOCK), _F32)
+    hs = np.zeros((_TILE + 1, N, _BLOCK), _F32)
+    das = np.zeros((_TILE, N, _BLOCK), _F32)
+    a = np.zeros((N, _BLOCK), _F32)
+    a2 = np.zeros((N, _BLOCK), _F32)
+    g = np.zeros((N, _BLOCK), _F32)
+    dA_acc = np.zeros((N, _BLOCK), _F32)
+    dt = np.zeros((_TILE, _BLOCK), _F32)
+    dtu = np.zeros((_TILE, _BLOCK), _F32)
+    ut = np.zeros((_TILE, _BLOCK), _F32)
+    gy = np.zeros((_TILE, _BLOCK), _F32)  # gradient reaching C.h + D u
+    yc = np.zeros((_TILE, _BLOCK), _F32)  # C.h
+    gu = np.zeros((_TILE, _BLOCK), _F32)
+    gdt = np.zeros((_TILE, _BLOCK), _F32)
+    _load_block(A3, 0, d0, cb, a, _F32(1.0))
+    _load_block(A3, 0, d0, cb, a2, LOG2E)
+    h = hs[0]
+    _load_block(h0, b, d0, cb, h, _F32(1.0))
+    for ti in range(ntile):
+        t0 = ti * _TILE
+        tl = min(_TILE, length - t0)
+        checkpoints[ti] = h
+        _stage_dt(delta, u, bias, b, t0, tl, d0, cb, use_softplus, dt, dtu, ut)
+        for j in range(tl):
+            for n in range(N):
+                bn = Bm[b, t0 + j, n]
+                for c in range(_BLOCK):
+                    h[n, c] = exp2(dt[j, c] * a2[n, c]) * h[n, c] + dtu[j, c] * bn
+    _load_block(dhT, b, d0, cb, g, _F32(1.0))
+    for ti in range(ntile - 1, -1, -1):
+        t0 = ti * _TILE
+        tl = min(_TILE, length - t0)
+        _stage_dt(delta, u, bias, b, t0, tl, d0, cb, use_softplus, dt, dtu, ut)
+        hs[0] = checkpoints[ti]
+        for j in range(tl):
+            for n in range(N):
+                bn = Bm[b, t0 + j, n]
+                for c in range(_BLOCK):
+                    e = exp2(dt[j, c] * a2[n, c])
+                    das[j, n, c] = e
+                    hs[j + 1, n, c] = e * hs[j, n, c] + dtu[j, c] * bn
+        for j in range(tl):
+            grow = dy[b, t0 + j, d0:d0 + cb]
             for c in range(cb):
-                dh0[b, d0 + c, n] = g[n, c]
-                dA_part[w, d0 + c, n] += dA_acc[n, c]
+                gy[j, c] = grow[c]
+            if has_z:
+                zrow = z[b, t0 + j, d0:d0 + cb]
+                for c in range(cb):
+                    gy[j, c] *= zrow[c] * sigmoid(zrow[c])
+            for c in range(cb):
+                gu[j, c] = gy[j, c] * Dv[d0 + c]
+                gdt[j, c] = 0.0
+                yc[j, c] = 0.0
+        for j in range(tl - 1, -1, -1):
+            t = t0 + j
+            for n in range(N):
+                bn = Bm[b, t, n]
+                cn = Cm[b, t, n]
+                sb = _F32(0.0)
+                sc = _F32(0.0)
+                for c in range(_BLOCK):
+                    hv = hs[j + 1, n, c]
+                    gn = g[n, c] + gy[j, c] * cn  # dLoss/dh_t, all paths
+                    yc[j, c] += cn * hv
+                    sc += gy[j, c] * hv
+                    sb += gn * dtu[j, c]
+                    gu[j, c] += gn * dt[j, c] * bn
+                    hda = hs[j, n, c] * das[j, n, c]
+                    gdt[j, c] += gn * (bn * ut[j, c] + hda * a[n, c])
+                    dA_acc[n, c] += gn * hda * dt[j, c]
+                    g[n, c] = gn * das[j, n, c]
+                dB_part[slot, b, t, n] += sb
+                dC_part[slot, b, t, n] += sc
+        for j in range(tl):
+            t = t0 + j
+            du[b, t, d0:d0 + cb] = gu[j, :cb]
+            drow = delta[b, t, d0:d0 + cb]
+            for c in range(cb):
+                d = d0 + c
+                gv = gdt[j, c] * sigmoid(drow[c] + bias[d]) if use_softplus else gdt[j, c]
+                ddelta[b, t, d] = gv
+                dbias_part[slot, d] += gv
+                dD_part[slot, d] += gy[j, c] * ut[j, c]
+            if has_z:
+                zrow = z[b, t, d0:d0 + cb]
+                grow = dy[b, t, d0:d0 + cb]
+                for c in range(cb):
+                    s = sigmoid(zrow[c])
+                    yfull = yc[j, c] + Dv[d0 + c] * ut[j, c]
+                    dz[b, t, d0 + c] = grow[c] * yfull * s * (_F32(1.0) + zrow[c] * (_F32(1.0) - s))
+    for n in range(N):
+        for c in range(cb):
+            dh0[b, d0 + c, n] = g[n, c]
+            dA_part[slot, d0 + c, n] += dA_acc[n, c]
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)
@@ -255,8 +251,8 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, h0, softplus):
     y = torch.empty(bsz, length, dim, dtype=torch.float32)
     hT = torch.empty(bsz, dim, A.shape[1], dtype=torch.float32)
     args = _common(u, delta, A, B, C, D, z, delta_bias, h0)
-    workers = workers_for(bsz * -(-dim // _BLOCK))
-    run_parallel(_scan_fwd, workers, *args, softplus, z is not None, y.numpy(), hT.numpy())
+    items = bsz * -(-dim // _BLOCK)
+    run_parallel(_scan_fwd, items, workers_for(items), *args, softplus, z is not None, y.numpy(), hT.numpy())
     return y.to(u.dtype), hT
 
 
@@ -264,7 +260,8 @@ def scan_backward(dy, dhT, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0), all fp32, channel-last."""
     bsz, length, dim = u.shape
     N = A.shape[1]
-    workers = workers_for(bsz * -(-dim // _BLOCK))
+    items = bsz * -(-dim // _BLOCK)
+    workers = workers_for(items)
     f32 = {"dtype": torch.float32}
     du, ddelta = torch.empty(bsz, length, dim, **f32), torch.empty(bsz, length, dim, **f32)
     dz = torch.empty(bsz, length, dim, **f32) if z is not None else torch.empty(1, 1, 1, **f32)
@@ -274,7 +271,7 @@ def scan_backward(dy, dhT, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
     dh0 = torch.empty(bsz, dim, N, **f32)
     outputs = (du, ddelta, dz, dB_part, dC_part, dA_part, dD_part, dbias_part, dh0)
     inputs = _common(u, delta, A, B, C, D, z, delta_bias, h0)
-    run_parallel(_scan_bwd, workers, *inputs, softplus, z is not None, as_numpy(dy), as_numpy(dhT),
+    run_parallel(_scan_bwd, items, workers, *inputs, softplus, z is not None, as_numpy(dy), as_numpy(dhT),
                  *(t.numpy() for t in outputs))
     return (du, ddelta, dA_part.sum(0), dB_part.sum(0), dC_part.sum(0), dD_part.sum(0),
             dz if z is not None else None, dbias_part.sum(0), dh0)

@@ -49,6 +49,7 @@ def collect() -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
         "cuda_available": torch.cuda.is_available(),
         "cuda_version": torch.version.cuda,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
