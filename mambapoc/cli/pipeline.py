@@ -137,9 +137,21 @@ def run(
     data_dir: Path = typer.Option(None, help="Where datasets live (default $MAMBAPOC_DATA_DIR or ./data)."),
     resume: bool = typer.Option(False, help="Continue the run in --out, skipping finished cells."),
 ) -> None:
-    """Run a whole recipe: ingest its sources, compare its models, write its report."""
+    """Run a whole recipe: ingest its sources, compare its models, write its report. A recipe with
+    `kind: paper-icl` reproduces the in-context learning experiments instead (docs/paper.md)."""
     if resume and out is None:
         raise UserError("--resume needs --out RUN_DIR (the run to continue)")
+    from mambapoc.paper.recipe import is_paper_recipe
+
+    if is_paper_recipe(recipe):
+        if data_dir is not None:
+            raise UserError("--data-dir does not apply to paper-icl recipes (their data is generated)")
+        from mambapoc.paper.run import run_paper_recipe
+
+        report = run_paper_recipe(recipe, out, resume).resolve()
+        typer.echo(f"Report: {report}")
+        typer.echo(f"Open {report.as_uri()} in a browser.")
+        return
     run_recipe(recipe, out, data_dir, resume)
 
 
