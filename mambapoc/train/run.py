@@ -82,7 +82,8 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     maker = SequenceMaker(train_recs, tokenizer, recipe.seq_len, recipe.mixture, recipe.answer_weight,
                           recipe.seed)
-    hardware = f"{cpu_model()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    hardware = f"{cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
     written = []
     params = {}
     for name in names:
