@@ -3,10 +3,15 @@
 GPU: torch's peak allocated/reserved counters, reset before each cell. CPU: the kernel's peak RSS
 (VmHWM), which Linux lets a process reset through /proc/self/clear_refs; the cell's figure is that
 peak minus the worker's idle RSS measured before the cell, so the model's own weights are excluded.
+Before that baseline, freed heap goes back to the OS (glibc's malloc_trim): otherwise memory an
+earlier, larger cell left in malloc's free lists would be reused unseen and the cell would read ~0.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 from pathlib import Path
 
@@ -35,6 +40,14 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
+def _trim_heap() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the baseline then includes what malloc keeps
+
+
 class PeakMemory:
     def __init__(self, device: torch.device):
         self.device = device
@@ -47,6 +60,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.baseline = torch.cuda.memory_allocated(self.device)
             return
+        _trim_heap()
         try:
             _CLEAR_REFS.write_text("5")  # resets VmHWM to the current RSS
         except OSError:
