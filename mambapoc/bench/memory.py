@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import resource
 from pathlib import Path
@@ -40,12 +41,19 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
+@functools.cache
+def _malloc_trim():
+    # Looked up once: find_library runs ldconfig in a subprocess.
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc: the baseline then includes what malloc keeps
+
+
 def _trim_heap() -> None:
     gc.collect()
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: the baseline then includes what malloc keeps
+    if trim := _malloc_trim():
+        trim(0)
 
 
 class PeakMemory:
