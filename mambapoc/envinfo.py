@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from mambapoc import __version__
+from mambapoc.errors import UserError
 
 
 def cpu_model() -> str:
@@ -18,6 +19,31 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def pick_device(name: str) -> str:
+    """A device setting ("auto", "cpu", "cuda", "cuda:1", ...) resolved to one torch can use here."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        raise UserError(f"device {name!r}: use auto, cpu or cuda (cuda:N for one GPU of several)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name}: torch sees no CUDA GPU here (use cpu or auto)")
+    return name
+
+
+def accelerator_name(device: str) -> str:
+    """What a run on `device` ran on, in words: the GPU's name, or the CPU model and thread count."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    threads = torch.get_num_threads()
+    return f"{cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def git_rev() -> str | None:

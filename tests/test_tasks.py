@@ -254,3 +254,23 @@ def test_nlp_algorithmic_rules_and_format():
         }[inst.meta["subtask"]]
         assert inst.answer == rule(query)
         assert all(out == rule(inp) for inp, out in demos)
+
+
+def test_per_dataset_caches_by_the_record_list_itself():
+    from mambapoc.tasks.base import per_dataset
+
+    calls = []
+
+    @per_dataset
+    def having(records, field):
+        calls.append(field)
+        return sum(1 for r in records if field in r)
+
+    recs = [{"a": 1}, {"b": 2}]
+    assert having(recs, "a") == having(recs, "a") == 1
+    assert calls == ["a"]
+    assert having(recs, "b") == 1 and calls == ["a", "b"]
+    # An equal list is another dataset; a list that grew is recomputed.
+    assert having(list(recs), "a") == 1 and len(calls) == 3
+    recs.append({"a": 3})
+    assert having(recs, "a") == 2

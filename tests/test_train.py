@@ -61,6 +61,22 @@ def test_a_few_steps_lower_the_loss_and_resume(maker, tmp_path, family, settings
     assert state2.step == 35 and state2.losses[:30] == state.losses
 
 
+def test_worker_processes_train_on_the_same_batches(maker, tmp_path):
+    spec = {"family": "llama", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 32}
+    kw = dict(name="w", steps=4, batch_size=2, lr=1e-3, warmup_steps=1, weight_decay=0.0, grad_clip=1.0,
+              checkpoint_every=100)
+    inline = train_model(build_model(spec, len(maker.tok), maker.eos, seed=0), maker,
+                         checkpoint=tmp_path / "a.ckpt", hardware="here", **kw)
+    pooled = train_model(build_model(spec, len(maker.tok), maker.eos, seed=0), maker,
+                         checkpoint=tmp_path / "b.ckpt", workers=2, hardware="here", **kw)
+    assert pooled.losses == pytest.approx(inline.losses, rel=1e-5)
+    # A run resumed on another machine names both.
+    more = train_model(build_model(spec, len(maker.tok), maker.eos, seed=0), maker,
+                       checkpoint=tmp_path / "b.ckpt", hardware="there", **{**kw, "steps": 5})
+    assert more.hardware == "here + there"
+
+
 def test_checkpoint_roundtrip(maker, tmp_path):
     from mambapoc.train.loop import save_checkpoint
 
@@ -73,3 +89,15 @@ def test_checkpoint_roundtrip(maker, tmp_path):
     st = load_checkpoint(tmp_path / "c.ckpt", other, torch.optim.AdamW(other.parameters()))
     assert st.step == 3
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
+
+
+def test_fewshot_labels_already_shown_are_weighted_like_answers(maker):
+    from types import SimpleNamespace
+
+    prompt = "disk full\nLabel: zuko\n\nlogin ok\nLabel: dami\n\ndisk slow\nLabel: zuko\n\nlogin failed\nLabel:"
+    ids = maker.tok.encode(prompt, add_special_tokens=False)
+    inst = SimpleNamespace(prompt=prompt, prompt_ids=ids, meta={"classes": ["zuko", "dami"]})
+    positions = maker._repeated_label_tokens(inst)
+    # Only the second `zuko`: the first showing of a label cannot be known from the context.
+    assert maker.tok.decode([ids[j] for j in positions]).strip() == "zuko"
+    assert min(positions) >= len(maker.tok.encode(prompt[: prompt.index("disk slow")], add_special_tokens=False))

@@ -122,13 +122,9 @@ class CompareConfig:
             raise bad("pricing", f"file {self.pricing_file} does not exist")
 
     def resolved_device(self) -> str:
-        import torch
+        from mambapoc.envinfo import pick_device
 
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu)")
-        return self.device
+        return pick_device(self.device)
 
     def resolved_dtype(self, device: str) -> str:
         if self.dtype != "auto":

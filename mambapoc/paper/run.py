@@ -20,6 +20,7 @@ import torch
 from rich.console import Console
 
 from mambapoc.bench.store import write_atomic
+from mambapoc.envinfo import pick_device
 from mambapoc.errors import UserError
 from mambapoc.paper.baselines import baselines_for
 from mambapoc.paper.evaluate import evaluate
@@ -45,7 +46,7 @@ def run_paper_recipe(recipe_path: Path, out: Path | None, resume: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    device = _device(recipe.device)
+    device = torch.device(pick_device(recipe.device))
     console.print(f"[bold]{recipe.name}[/bold]: {recipe.task.name} functions, d = {recipe.task.n_dims}, "
                   f"{recipe.train_points} points per training prompt, on {device}. Run directory: {run_dir}")
 
@@ -70,14 +71,6 @@ def run_paper_recipe(recipe_path: Path, out: Path | None, resume: bool) -> Path:
     report = write_report(run_dir / "report.html", recipe, info, training, results, probed)
     console.print(f"Results: {run_dir / 'results.json'}, {run_dir / 'curves.csv'}, {run_dir / 'probe.csv'}")
     return report
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: cuda was asked for but torch sees no GPU")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _obtain_models(recipe: PaperRecipe, run_dir: Path, device: torch.device,

@@ -12,11 +12,13 @@ each instance's meta is the exact count either way).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
 import re
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -309,6 +311,31 @@ def fit_to_length(
 
 def length_meta(length: int, fitted: Fitted) -> dict[str, int]:
     return {"length_target": length, "length_tokens": len(fitted.ids), "dropped_chars": fitted.dropped_chars}
+
+
+_PER_DATASET: OrderedDict = OrderedDict()
+
+
+def per_dataset(fn: Callable) -> Callable:
+    """Cache `fn(records, *args)` for the record lists in use. Training builds thousands of episodes
+    from one list, and a full pass over it per episode would dominate. Record lists are never changed
+    once loaded, so the list itself (kept alive by the cache, so its id cannot be reused) is the key;
+    callers must not change what `fn` returns."""
+
+    @functools.wraps(fn)
+    def cached(records: list[dict], *args):
+        key = (fn.__qualname__, id(records), args)
+        hit = _PER_DATASET.get(key)
+        if hit is not None and hit[0] is records and hit[1] == len(records):
+            _PER_DATASET.move_to_end(key)
+            return hit[2]
+        value = fn(records, *args)
+        _PER_DATASET[key] = (records, len(records), value)
+        while len(_PER_DATASET) > 32:
+            _PER_DATASET.popitem(last=False)
+        return value
+
+    return cached
 
 
 def vocabulary(records: list[dict]) -> list[str]:

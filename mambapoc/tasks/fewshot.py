@@ -9,7 +9,7 @@ of a long stream of demonstrations, so the farthest one may be cut on its left t
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 
 from mambapoc.errors import UserError
 from mambapoc.tasks import noise, scoring
@@ -21,6 +21,7 @@ from mambapoc.tasks.base import (
     fit_to_length,
     instance_rng,
     length_meta,
+    per_dataset,
     register,
 )
 
@@ -55,6 +56,17 @@ def _label_of(record: dict, field: str) -> str | None:
     if not text:
         return None
     return f"T{text}" if field == "template_id" else text
+
+
+@per_dataset
+def _records_by_label(records: list[dict], label_field: str, input_field: str) -> dict[str, list[int]]:
+    """The indices of the records that have an input, by their label."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        label = _label_of(r, label_field)
+        if label is not None and r.get(input_field):
+            out[label].append(i)
+    return dict(out)
 
 
 def _pick_label_field(records: list[dict], requested: str) -> str:
@@ -110,21 +122,16 @@ def build(
     if not any(r.get(input_field) for r in records):
         raise UserError(f"input_field={input_field!r}: no record has such a field")
 
-    counts = Counter(_label_of(r, label_field) for r in records if r.get(input_field))
-    counts.pop(None, None)
+    indexed = _records_by_label(records, label_field, input_field)
     # Every class needs a query and at least one demonstration.
-    ranked = sorted((c for c in counts if counts[c] >= 2), key=lambda c: (-counts[c], c))
+    ranked = sorted((c for c in indexed if len(indexed[c]) >= 2), key=lambda c: (-len(indexed[c]), c))
     classes = sorted(ranked[: opts["max_classes"]])
     if len(classes) < 2:
         raise UserError(
             f"{NAME} needs at least 2 values of {label_field!r} with 2 or more records each; found "
             f"{len(classes)} ({', '.join(classes) or 'none'})"
         )
-    by_class: dict[str, list[int]] = {c: [] for c in classes}
-    for i, r in enumerate(records):
-        label = _label_of(r, label_field)
-        if label in by_class and r.get(input_field):
-            by_class[label].append(i)
+    by_class = {c: indexed[c] for c in classes}
     usable = sum(len(v) for v in by_class.values())
     shown = symbol_names(classes, instance_rng(seed, NAME, "symbols")) if opts["symbol_labels"] else {}
     name = {c: shown.get(c, c) for c in classes}

@@ -28,6 +28,7 @@ from mambapoc.tasks.base import (
     fit_to_length,
     instance_rng,
     length_meta,
+    per_dataset,
     register,
     vocabulary,
 )
@@ -85,6 +86,7 @@ def _identifier(value: str) -> bool:
     return bool(_MASKED.match(value) or _IDENT.match(value))
 
 
+@per_dataset
 def log_facts(records: list[dict]) -> dict[Relation, dict[str, str]]:
     """Unambiguous key -> value facts per relation found in the records' messages."""
     seen: dict[Relation, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))

@@ -1,6 +1,6 @@
 """Training sequences: plain language modelling on log text mixed with in-context episodes.
 
-Episodes come from the same task builders that evaluation uses (few-shot classification, half of them
+Episodes come from the same task builders that evaluation uses (few-shot classification, most of them
 with arbitrary symbol labels; needle retrieval) and from copying, all at the training length. A model
 learns in context only if its training rewards reading the context: symbol labels cannot be guessed
 from prior knowledge, a needle's answer occurs once, and a copy's second half is predictable only from
@@ -13,6 +13,7 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 
 import torch
@@ -20,6 +21,8 @@ import torch
 from mambapoc.errors import UserError
 
 IGNORE = -100
+# A demonstration's label in the few-shot layout: `...\nLabel: NAME\n\n`.
+_DEMO_LABEL = re.compile(r"\nLabel: ([^\n]+)\n\n")
 LABEL_FIELDS = ("label", "level", "component", "template_id")
 
 
@@ -100,8 +103,21 @@ class SequenceMaker:
         if kind == "fewshot":
             task = "fewshot-classify"
             # Varying what is predicted (ticket category, level, component, event type) teaches reading the
-            # demonstrations rather than one mapping.
-            options = {"symbol_labels": rng.random() < 0.5, "label_field": rng.choice(self.label_fields)}
+            # demonstrations rather than one mapping. Fewer classes and shorter demonstrations put more
+            # examples of each class in context, an easier start for the same skill. Real label names are
+            # learnt from the weights alone, so most episodes use symbols, which only the context explains.
+            field = rng.choice(self.label_fields)
+            options = {"symbol_labels": rng.random() < 0.75, "label_field": field,
+                       "max_classes": rng.randint(2, 8), "max_demo_chars": rng.choice((80, 140, 200))}
+            stage = rng.random()
+            if stage < 0.25:
+                # The input is the label's own value (`ERROR -> velu`): binding names to symbols by literal
+                # match, in dozens of short demonstrations per episode, is the simplest form of the skill.
+                options.update(input_field=field, symbol_labels=True)
+            elif stage < 0.4 and field in ("level", "component"):
+                # The whole line spells the level or component out among everything else: a literal match
+                # inside a long input, between the bare binding and matching by meaning.
+                options["input_field"] = "text"
         else:
             task = "needle"
         # Room for the answer and the end-of-text token after the prompt.
@@ -113,6 +129,31 @@ class SequenceMaker:
         n_prompt = len(inst.prompt_ids)
         labels = ids[1:] + [IGNORE] * (self.seq_len + 1 - len(ids))
         weights = [1.0 if i + 1 < n_prompt else self.answer_weight for i in range(len(ids) - 1)]
+        if kind == "fewshot":
+            for j in self._repeated_label_tokens(inst):
+                weights[j - 1] = self.answer_weight
         weights += [0.0] * (self.seq_len - len(weights))
         ids = ids[:-1] + [self.eos] * (self.seq_len + 1 - len(ids))
         return ids, labels, weights
+
+    def _repeated_label_tokens(self, inst) -> list[int]:
+        """Positions of the label tokens of every demonstration whose label was already shown earlier in
+        the prompt: each is a query answerable from the context, so an episode teaches from all of them,
+        not from its final question alone."""
+        enc = self.tok(inst.prompt, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        if list(enc["input_ids"]) != inst.prompt_ids:
+            return []
+        names = set(inst.meta["classes"])
+        spans, seen = [], set()
+        for m in _DEMO_LABEL.finditer(inst.prompt):
+            if m.group(1) in names:
+                if m.group(1) in seen:
+                    spans.append(m.span(1))
+                seen.add(m.group(1))
+        out, k = [], 0
+        for j, (start, end) in enumerate(enc["offset_mapping"]):
+            while k < len(spans) and spans[k][1] <= start:
+                k += 1
+            if j > 0 and k < len(spans) and end > spans[k][0] and start < spans[k][1]:
+                out.append(j)
+        return out

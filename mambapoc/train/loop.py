@@ -3,7 +3,8 @@
 A checkpoint holds the weights, the optimiser, the step and the loss history. It is written to a
 temporary file and renamed, so an interruption leaves the previous checkpoint intact; a rerun picks up
 at the saved step and, because batches depend only on (seed, step), continues exactly as if never
-stopped.
+stopped. Batches can be made by worker processes (`workers`), in step order, so the data pipeline
+keeps a GPU busy without changing what is trained on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TrainState:
     losses: list[float] = field(default_factory=list)  # mean loss of each step
     tokens: int = 0
     wall_s: float = 0.0
+    hardware: str = ""  # where the steps ran; "A + B" when a run was resumed elsewhere
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -57,9 +59,32 @@ def load_checkpoint(path: Path, model, optimizer) -> TrainState:
     return TrainState(**ckpt["state"])
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Batch number `step` of the maker, for a DataLoader whose sampler yields step numbers."""
+
+    def __init__(self, maker: SequenceMaker, batch_size: int):
+        self.maker, self.batch_size = maker, batch_size
+
+    def __getitem__(self, step: int):
+        return self.maker.batch(step, self.batch_size)
+
+
+def _batches(maker: SequenceMaker, batch_size: int, start: int, stop: int, workers: int, device: str):
+    if workers == 0:
+        return (maker.batch(step, batch_size) for step in range(start, stop))
+    # Worker processes must not inherit a tokenizer that already spawned its own threads.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return torch.utils.data.DataLoader(
+        _Batches(maker, batch_size), batch_size=None, sampler=range(start, stop), num_workers=workers,
+        prefetch_factor=8, pin_memory=device.startswith("cuda"),
+    )
+
+
 def train_model(model, maker: SequenceMaker, *, name: str, steps: int, batch_size: int, lr: float,
                 warmup_steps: int, weight_decay: float, grad_clip: float, checkpoint: Path,
-                checkpoint_every: int, console=None) -> TrainState:
+                checkpoint_every: int, device: str = "cpu", workers: int = 0, hardware: str = "",
+                console=None) -> TrainState:
+    model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     optimizer = torch.optim.AdamW(
@@ -67,6 +92,8 @@ def train_model(model, maker: SequenceMaker, *, name: str, steps: int, batch_siz
         lr=lr, betas=(0.9, 0.95),
     )
     state = load_checkpoint(checkpoint, model, optimizer) if checkpoint.is_file() else TrainState()
+    if state.step < steps and hardware and hardware not in state.hardware.split(" + "):
+        state.hardware = f"{state.hardware} + {hardware}" if state.hardware else hardware
     model.train()
     progress = Progress(
         TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
@@ -74,9 +101,9 @@ def train_model(model, maker: SequenceMaker, *, name: str, steps: int, batch_siz
     )
     with progress:
         bar = progress.add_task("", total=steps, completed=state.step, loss="-", tps="-")
-        while state.step < steps:
-            t0 = time.perf_counter()
-            ids, labels, weights = maker.batch(state.step, batch_size)
+        t0 = time.perf_counter()
+        for ids, labels, weights in _batches(maker, batch_size, state.step, steps, workers, device):
+            ids, labels, weights = (t.to(device, non_blocking=True) for t in (ids, labels, weights))
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, steps, warmup_steps, lr)
             loss = weighted_loss(model(ids).logits, labels, weights)
@@ -84,9 +111,11 @@ def train_model(model, maker: SequenceMaker, *, name: str, steps: int, batch_siz
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
+            loss_value = loss.item()
             dt = time.perf_counter() - t0
+            t0 = time.perf_counter()
             state.step += 1
-            state.losses.append(loss.item())
+            state.losses.append(loss_value)
             state.tokens += ids.numel()
             state.wall_s += dt
             recent = state.losses[-20:]

@@ -15,7 +15,8 @@ from mambapoc.tasks.base import parse_length
 
 TOP = ("name", "description", "seed", "data", "tokenizer", "models", "train", "eval", "out")
 DATA = ("paths", "label_field", "text_field", "holdout_fraction", "seq_len", "mixture", "answer_weight")
-TRAIN = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "checkpoint_every", "threads")
+TRAIN = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "checkpoint_every", "threads",
+         "device", "workers")
 EVAL = ("lengths", "instances", "tasks")
 MIXTURE = ("lm", "fewshot", "needle", "copy")
 FAMILIES = ("mamba", "llama")
@@ -44,6 +45,8 @@ class TrainRecipe:
     grad_clip: float
     checkpoint_every: int
     threads: int | None
+    device: str
+    workers: int
     eval_lengths: list[int]
     eval_instances: int
     eval_tasks: list[str] = field(default_factory=list)
@@ -94,6 +97,8 @@ def load_train_recipe(path: Path) -> TrainRecipe:
         if not isinstance(spec, dict) or spec.get("family") not in FAMILIES:
             raise UserError(f"{where}: models.{name}.family: one of {', '.join(FAMILIES)}")
     seq_len = parse_length(data.get("seq_len", 512))
+    if int(train.get("workers", 0)) < 0:
+        raise UserError(f"{where}: train.workers: 0 (make batches in the training process) or more")
     try:
         return TrainRecipe(
             path=path,
@@ -117,6 +122,8 @@ def load_train_recipe(path: Path) -> TrainRecipe:
             grad_clip=float(train.get("grad_clip", 1.0)),
             checkpoint_every=int(train.get("checkpoint_every", 100)),
             threads=train.get("threads"),
+            device=str(train.get("device", "auto")),
+            workers=int(train.get("workers", 0)),
             eval_lengths=[parse_length(x) for x in ev.get("lengths", [seq_len])],
             eval_instances=int(ev.get("instances", 50)),
             eval_tasks=list(ev.get("tasks", ["fewshot-classify[symbol_labels=true]", "needle"])),

@@ -18,12 +18,12 @@ from mambapoc.train.recipe import TrainRecipe
 from mambapoc.train.tokenizer import train_tokenizer
 
 
-def evaluate(model_dir: Path, records: list[dict], recipe: TrainRecipe) -> list[dict]:
+def evaluate(model_dir: Path, records: list[dict], recipe: TrainRecipe, device: str = "cpu") -> list[dict]:
     from mambapoc.bench.config import parse_task
     from mambapoc.models.registry import load
     from mambapoc.tasks import DatasetTooSmall, build_instances, score
 
-    lm = load(str(model_dir))
+    lm = load(str(model_dir), device=device)
     rows = []
     for task_text in recipe.eval_tasks:
         task = parse_task(task_text)
@@ -52,7 +52,7 @@ def _arch(model, family: str) -> str:
 
 def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | None, steps: int | None,
                  console: Console) -> list[Path]:
-    from mambapoc.envinfo import cpu_model
+    from mambapoc.envinfo import accelerator_name, pick_device
     from mambapoc.ingest import ingest
     from mambapoc.ingest.dataset import load_records
     from mambapoc.models.registry import quiet_transformers
@@ -82,8 +82,7 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     maker = SequenceMaker(train_recs, tokenizer, recipe.seq_len, recipe.mixture, recipe.answer_weight,
                           recipe.seed)
-    threads = torch.get_num_threads()
-    hardware = f"{cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
+    device = pick_device(recipe.device)
     written = []
     params = {}
     for name in names:
@@ -94,14 +93,15 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
         state = train_model(
             model, maker, name=name, steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
             warmup_steps=recipe.warmup_steps, weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip,
-            checkpoint=work / f"{name}.ckpt", checkpoint_every=recipe.checkpoint_every, console=console,
+            checkpoint=work / f"{name}.ckpt", checkpoint_every=recipe.checkpoint_every, device=device,
+            workers=recipe.workers, hardware=accelerator_name(device), console=console,
         )
         final = recipe.out / name
         staging = recipe.out / f".{name}.staging"
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
-        evaluation = evaluate(staging, held_recs, recipe)
+        evaluation = evaluate(staging, held_recs, recipe, device)
         tail = state.losses[-50:]
         write_card(
             staging, name=name, family=spec["family"] if spec["family"] == "mamba" else "transformer",
@@ -111,7 +111,7 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
             training={"steps": state.step, "batch_size": recipe.batch_size, "seq_len": recipe.seq_len,
                       "tokens": state.tokens, "wall_s": state.wall_s, "final_loss": sum(tail) / len(tail),
                       "lr": recipe.lr, "seed": recipe.seed},
-            evaluation=evaluation, hardware=hardware,
+            evaluation=evaluation, hardware=state.hardware,
         )
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
