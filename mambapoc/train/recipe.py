@@ -97,10 +97,8 @@ def load_train_recipe(path: Path) -> TrainRecipe:
         if not isinstance(spec, dict) or spec.get("family") not in FAMILIES:
             raise UserError(f"{where}: models.{name}.family: one of {', '.join(FAMILIES)}")
     seq_len = parse_length(data.get("seq_len", 512))
-    if int(train.get("workers", 0)) < 0:
-        raise UserError(f"{where}: train.workers: 0 (make batches in the training process) or more")
     try:
-        return TrainRecipe(
+        recipe = TrainRecipe(
             path=path,
             name=str(raw.get("name") or path.stem),
             description=str(raw.get("description", "")),
@@ -131,3 +129,6 @@ def load_train_recipe(path: Path) -> TrainRecipe:
         )
     except (TypeError, ValueError) as e:
         raise UserError(f"{where}: {e}") from None
+    if recipe.workers < 0:
+        raise UserError(f"{where}: train.workers: 0 (make batches in the training process) or more")
+    return recipe
