@@ -19,10 +19,15 @@ from collections import defaultdict
 import torch
 
 from mambapoc.errors import UserError
+from mambapoc.tasks.fewshot import OPTIONS as FEWSHOT
 
 IGNORE = -100
-# A demonstration's label in the few-shot layout: `...\nLabel: NAME\n\n`.
-_DEMO_LABEL = re.compile(r"\nLabel: ([^\n]+)\n\n")
+# A demonstration's label in the few-shot builder's default layout (`...\nLabel: NAME\n\n`), taken from
+# the builder itself so that the two cannot drift apart.
+_DEMO_LABEL = re.compile(
+    re.escape(FEWSHOT["query_template"].split("{input}")[1] + FEWSHOT["target_delimiter"]) + r"([^\n]+)"
+    + re.escape(FEWSHOT["fewshot_delimiter"])
+)
 LABEL_FIELDS = ("label", "level", "component", "template_id")
 
 
