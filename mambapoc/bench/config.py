@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mambapoc.errors import UserError
-from mambapoc.tasks.base import parse_length
+from mambapoc.tasks.spec import TaskSpec, parse_length, parse_lengths, parse_tasks
 
 DEFAULT_MODELS = ("bundled:mamba-tiny", "bundled:transformer-tiny")
 DEFAULT_TASKS = ("continuation", "fewshot-classify", "needle")
@@ -20,24 +20,6 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAMBA_IMPLS = ("ours", "hf", "both")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.I)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task family with its options; `key` names it in cell ids and reports."""
-
-    name: str
-    options: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        if not self.options:
-            return self.name
-        opts = ",".join(f"{k}={self.options[k]}" for k in sorted(self.options))
-        return f"{self.name}[{opts}]"
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "options": dict(self.options)} if self.options else {"name": self.name}
 
 
 @dataclass
@@ -143,54 +125,12 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * scale)
 
 
-def parse_task(item) -> TaskSpec:
-    """`needle`, `fewshot-classify[noise_rate=0.3,symbol_labels=true]` or `{name:, options:}`."""
-    if isinstance(item, TaskSpec):
-        return item
-    if isinstance(item, dict):
-        if "name" not in item:
-            raise UserError(f"task {item!r}: a task needs a name")
-        return TaskSpec(str(item["name"]), dict(item.get("options") or {}))
-    text = str(item).strip()
-    m = re.fullmatch(r"([\w-]+)(?:\[(.*)\])?", text)
-    if not m:
-        raise UserError(f"cannot read task {text!r} (example: needle or fewshot-classify[noise_rate=0.3])")
-    options = {}
-    # A comma starts a new option only before `name=`, so list values work: needle[depths=0,50].
-    for part in filter(None, re.split(r",(?=\s*[\w-]+=)", m.group(2) or "")):
-        if "=" not in part:
-            raise UserError(f"task {text!r}: option {part!r} needs a value (name=value)")
-        k, v = part.split("=", 1)
-        options[k.strip()] = _scalar(v.strip())
-    return TaskSpec(m.group(1), options)
-
-
-def _split_outside_brackets(text: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += (ch == "[") - (ch == "]")
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [p.strip() for p in [*parts, cur] if p.strip()]
-
-
-def _scalar(v: str):
-    import yaml
-
-    return yaml.safe_load(v)
-
-
 def _convert(name: str, value, where: str):
     try:
         if name == "lengths":
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return [parse_length(x) for x in items]
+            return parse_lengths(value)
         if name == "tasks":
-            items = _split_outside_brackets(value) if isinstance(value, str) else list(value)
-            return [parse_task(x) for x in items]
+            return parse_tasks(value)
         if name == "models":
             items = value.split(",") if isinstance(value, str) else list(value)
             return [str(x).strip() for x in items if str(x).strip()]

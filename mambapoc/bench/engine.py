@@ -15,8 +15,9 @@ import yaml
 
 from mambapoc.bench import cost
 from mambapoc.bench.config import CompareConfig
-from mambapoc.bench.store import ResultStore, read_cells, write_atomic
+from mambapoc.bench.store import ResultStore, read_cells
 from mambapoc.errors import UserError
+from mambapoc.fsutil import write_atomic
 
 # How long a worker may take to import torch and load its model before it counts as failed.
 LOAD_TIMEOUT_S = 900.0

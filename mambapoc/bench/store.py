@@ -61,11 +61,3 @@ def _jsonable(o):
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file so that readers see the old or the new content, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

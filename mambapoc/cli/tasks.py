@@ -71,6 +71,7 @@ def preview(
     ),
 ) -> None:
     """Write rendered prompts with their answers to a file for inspection."""
+    from mambapoc.fsutil import write_atomic
     from mambapoc.ingest.dataset import load_records, resolve_dataset
     from mambapoc.models.registry import load_tokenizer
     from mambapoc.tasks import build_instances, parse_length
@@ -85,7 +86,7 @@ def preview(
     else:
         header = f"# mambapoc tasks preview: task={task} length={tokens} model={model} dataset={dataset}"
         text = f"{header} seed={seed}\n" + "".join(_render(inst) for inst in instances)
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
     counts = [len(inst.prompt_ids) for inst in instances]
     span = f"{min(counts)}-{max(counts)} tokens (target {tokens})"
     typer.echo(f"wrote {len(instances)} {task} prompts of {span} to {path}")

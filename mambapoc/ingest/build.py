@@ -23,6 +23,7 @@ from rich.progress import Progress
 
 from mambapoc import __version__
 from mambapoc.errors import UserError
+from mambapoc.fsutil import replace_dir
 from mambapoc.ingest import documents, jsonlines, multiline, tabular
 from mambapoc.ingest.dataset import MANIFEST, RECORDS, default_data_dir, read_manifest
 from mambapoc.ingest.detect import FORMATS, detect
@@ -270,17 +271,6 @@ def _up_to_date(target: Path, fingerprint: str) -> IngestResult:
     return IngestResult(target, existing, "already ingested from the same sources with the same options")
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Puts the finished dataset in place; an older one at `target` is removed only afterwards."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.replace(target, old / target.name)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def ingest(
     paths: Sequence[str | os.PathLike],
     name: str | None = None,
@@ -354,7 +344,7 @@ def ingest(
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
             yaml.safe_dump(manifest, f, sort_keys=False, allow_unicode=True)
-        _swap_in(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created_root:

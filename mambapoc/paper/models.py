@@ -13,6 +13,8 @@ Neither has a token embedding: the read-in makes the embeddings.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from mambapoc.errors import UserError
+from mambapoc.fsutil import replace_dir
 
 # The settings a recipe may give each family, with the paper's values as defaults.
 FAMILY_SETTINGS = {
@@ -163,11 +166,16 @@ def build_model(family: str, n_dims: int, settings: dict, seed: int) -> ICLModel
 def save_model(model: ICLModel, directory: Path) -> None:
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {"family": model.family, "n_dims": model.n_dims, "settings": model.settings}
-    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        config = {"family": model.family, "n_dims": model.n_dims, "settings": model.settings}
+        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS), metadata={"format": "pt"})
+        replace_dir(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def read_config(directory: Path) -> dict:

@@ -7,7 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from mambapoc.bench.store import write_atomic
+from mambapoc.fsutil import write_atomic
 from mambapoc.paper.charts import error_chart, loss_chart, probe_chart
 from mambapoc.paper.evaluate import Curve
 from mambapoc.paper.probe import ProbeResult

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from mambapoc.bench.store import write_atomic
 from mambapoc.envinfo import pick_device
 from mambapoc.errors import UserError
+from mambapoc.fsutil import write_atomic
 from mambapoc.paper.baselines import baselines_for
 from mambapoc.paper.evaluate import evaluate
 from mambapoc.paper.models import ICLModel, build_model, load_model, save_model

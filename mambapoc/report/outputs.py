@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from mambapoc import __version__
 from mambapoc.errors import UserError
+from mambapoc.fsutil import write_atomic
 from mambapoc.report import cells_csv, evidence, findings, html, markdown, method, pdf, summary
 from mambapoc.report.document import Document
 from mambapoc.report.i18n import Text
@@ -41,19 +40,19 @@ def build(
     out = Path(out_dir) if out_dir is not None else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     names = file_names(lang)
-    written = {"csv": _write(out / names["csv"], cells_csv.render(run).encode("utf-8"))}
+    written = {"csv": write_atomic(out / names["csv"], cells_csv.render(run).encode("utf-8"))}
     if not formats:
         return written
     doc = compose(run, findings.compute(run), t)
     if "html" in formats:
-        written["html"] = _write(out / names["html"], html.render(doc, t).encode("utf-8"))
+        written["html"] = write_atomic(out / names["html"], html.render(doc, t).encode("utf-8"))
     if "pdf" in formats:
-        written["pdf"] = _write(out / names["pdf"], pdf.render(doc, t))
+        written["pdf"] = write_atomic(out / names["pdf"], pdf.render(doc, t))
     if "md" in formats:
         brief = [s for s in doc.sections if s.id in ("summary", "next")]
         beside = [names[k] for k in ("html", "pdf") if k in formats]
         see_also = t("md_see_also", files=", ".join(beside)) if beside else ""
-        written["md"] = _write(out / names["md"], markdown.render(doc, brief, see_also).encode("utf-8"))
+        written["md"] = write_atomic(out / names["md"], markdown.render(doc, brief, see_also).encode("utf-8"))
     return written
 
 
@@ -81,18 +80,3 @@ def compose(run: Run, f: findings.Findings, t: Text) -> Document:
                  date=started[0][:10] if started else "?")
     footer = t("footer", version=__version__, run=run.path.resolve().name)
     return Document(t.lang, t("eyebrow"), title, subtitle, sections, footer)
-
-
-def _write(path: Path, data: bytes) -> Path:
-    """Write through a temporary file in the same directory and rename it into place, so a reader never
-    sees half a report and an interrupted build leaves the previous one intact."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

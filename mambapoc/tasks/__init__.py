@@ -20,10 +20,9 @@ from mambapoc.tasks.base import (
     ScoringLM,
     TokenCounter,
     get_family,
-    parse_length,
-    parse_lengths,
     resolve_options,
 )
+from mambapoc.tasks.spec import TaskSpec, parse_length, parse_lengths, parse_task
 
 __all__ = [
     "FAMILIES",
@@ -31,9 +30,11 @@ __all__ = [
     "Family",
     "Instance",
     "ScoringLM",
+    "TaskSpec",
     "build_instances",
     "parse_length",
     "parse_lengths",
+    "parse_task",
     "score",
 ]
 

@@ -27,37 +27,9 @@ from typing import Any, Protocol
 from mambapoc.errors import UserError
 
 _WORD = re.compile(r"\b[a-zA-Z]{4,12}\b")
-_LENGTH = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$")
-_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
 
 # Each pass re-encodes the whole prompt; two normally suffice, the rest absorb merges at the cut.
 _FIT_PASSES = 12
-
-
-def parse_length(value: str | int) -> int:
-    """`1k` = 1024 tokens, `8k` = 8192, `64k` = 65536, `1m` = 1048576; a plain number counts tokens."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        tokens = value
-    else:
-        m = _LENGTH.match(str(value).strip().lower())
-        if not m:
-            raise UserError(f"length {value!r} is not a token count such as 1024, 1k, 8k or 64k")
-        exact = float(m[1]) * _UNITS[m[2]]
-        if exact != int(exact):
-            raise UserError(f"length {value!r} is not a whole number of tokens")
-        tokens = int(exact)
-    if tokens <= 0:
-        raise UserError(f"length {value!r} must be at least one token")
-    return tokens
-
-
-def parse_lengths(value: str | list) -> list[int]:
-    """`"1k,8k,64k"` (or a list of lengths) -> [1024, 8192, 65536]."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    lengths = [parse_length(p) for p in parts if str(p).strip()]
-    if not lengths:
-        raise UserError(f"no lengths in {value!r}; give them like 1k,8k,64k")
-    return lengths
 
 
 class DatasetTooSmall(UserError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mambapoc.bench.store import write_atomic
+from mambapoc.fsutil import write_atomic
 
 
 def _pct(x: float) -> str:

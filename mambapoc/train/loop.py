@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mambapoc.fsutil import atomic_path
 from mambapoc.train.data import IGNORE, SequenceMaker
 
 
@@ -47,9 +48,8 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
 
 def save_checkpoint(path: Path, model, optimizer, state: TrainState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state.__dict__}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state.__dict__}, tmp)
 
 
 def load_checkpoint(path: Path, model, optimizer) -> TrainState:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from mambapoc.errors import UserError
-from mambapoc.tasks.base import parse_length
+from mambapoc.tasks.spec import parse_length
 
 TOP = ("name", "description", "seed", "data", "tokenizer", "models", "train", "eval", "out")
 DATA = ("paths", "label_field", "text_field", "holdout_fraction", "seq_len", "mixture", "answer_weight")

@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from mambapoc.errors import UserError
+from mambapoc.fsutil import replace_dir
 from mambapoc.train.card import write_card
 from mambapoc.train.data import SequenceMaker, split_records
 from mambapoc.train.loop import train_model
@@ -19,9 +20,9 @@ from mambapoc.train.tokenizer import train_tokenizer
 
 
 def evaluate(model_dir: Path, records: list[dict], recipe: TrainRecipe, device: str = "cpu") -> list[dict]:
-    from mambapoc.bench.config import parse_task
     from mambapoc.models.registry import load
     from mambapoc.tasks import DatasetTooSmall, build_instances, score
+    from mambapoc.tasks.spec import parse_task
 
     lm = load(str(model_dir), device=device)
     rows = []
@@ -76,7 +77,10 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
     tok_dir = work / "tokenizer"
     if not (tok_dir / "tokenizer.json").is_file():
         tokenizer = train_tokenizer((r["text"] for r in train_recs), recipe.vocab_size)
-        tokenizer.save_pretrained(str(tok_dir))
+        staging = work / ".tokenizer.staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        tokenizer.save_pretrained(str(staging))
+        replace_dir(staging, tok_dir)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
@@ -113,8 +117,7 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
                       "lr": recipe.lr, "seed": recipe.seed},
             evaluation=evaluation, hardware=state.hardware,
         )
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+        replace_dir(staging, final)
         written.append(final)
         console.print(f"Saved {final}")
     if len(params) == 2:
