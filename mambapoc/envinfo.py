@@ -48,6 +48,8 @@ def accelerator_name(device: str) -> str:
 
 def git_rev() -> str | None:
     here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None  # installed, not a checkout: a repository around the environment is someone else's
     try:
         out = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],

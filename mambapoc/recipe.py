@@ -6,13 +6,15 @@ Every field is checked before anything runs, and an error names the field (`comp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mambapoc.bench.config import CompareConfig
-from mambapoc.errors import UserError
+from mambapoc.ingest.detect import FORMATS as INGEST_FORMATS
+from mambapoc.report import FORMATS as REPORT_FORMATS
+from mambapoc.report.i18n import LANGS
+from mambapoc.schema import Fields
 
 SECTIONS = ("name", "description", "ingest", "compare", "report")
 INGEST_KEYS = ("paths", "name", "format", "text_field", "label_field", "mask", "mask_regex")
@@ -20,67 +22,65 @@ REPORT_KEYS = ("formats", "lang")
 
 
 @dataclass
+class Ingest:
+    """What `mambapoc ingest` would be given: sources and the options of `mambapoc.ingest.ingest`."""
+
+    paths: list[Path]
+    name: str
+    format: str = "auto"
+    text_field: str | None = None
+    label_field: str | None = None
+    mask: bool = True
+    mask_regex: list[str] = field(default_factory=list)
+
+    def options(self) -> dict:
+        return {"name": self.name, "fmt": self.format, "text_field": self.text_field,
+                "label_field": self.label_field, "mask": self.mask, "mask_regex": self.mask_regex}
+
+
+@dataclass
 class Recipe:
     path: Path
     name: str
     description: str = ""
-    ingest: dict | None = None
+    ingest: Ingest | None = None
     compare: CompareConfig = field(default_factory=CompareConfig)
     report_formats: list[str] = field(default_factory=lambda: ["html", "pdf", "md"])
     report_langs: list[str] = field(default_factory=lambda: ["en"])
 
 
-def _as_list(value, where: str) -> list:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list):
-        return value
-    raise UserError(f"{where}: expected a list")
-
-
-def load_recipe(path: Path) -> Recipe:
+def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"recipe {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"recipe {path} is not valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"recipe {path}: expected a mapping with sections {', '.join(SECTIONS)}")
-    for key in raw:
-        if key not in SECTIONS:
-            raise UserError(f"recipe {path}: unknown section {key!r} (known: {', '.join(SECTIONS)})")
-    base = path.parent
-    recipe = Recipe(path=path, name=str(raw.get("name") or path.stem), description=str(raw.get("description", "")))
-
-    ingest = raw.get("ingest")
-    if ingest is not None:
-        if not isinstance(ingest, dict) or "paths" not in ingest:
-            raise UserError(f"recipe {path}: ingest.paths is required (files or directories to ingest)")
-        for key in ingest:
-            if key not in INGEST_KEYS:
-                raise UserError(f"recipe {path}: ingest.{key}: unknown setting (known: {', '.join(INGEST_KEYS)})")
-        ingest = dict(ingest)
-        ingest["paths"] = [base / p for p in _as_list(ingest["paths"], f"recipe {path}: ingest.paths")]
-        ingest.setdefault("name", recipe.name)
-        recipe.ingest = ingest
-
-    compare = dict(raw.get("compare") or {})
-    if ingest is not None:
-        compare.setdefault("dataset", ingest["name"])
-    if compare.get("pricing"):
-        compare["pricing"] = str(base / compare["pricing"])
-    recipe.compare = CompareConfig.from_dict(compare, where=f"recipe {path}: compare")
-
-    report = raw.get("report") or {}
-    for key in report:
-        if key not in REPORT_KEYS:
-            raise UserError(f"recipe {path}: report.{key}: unknown setting (known: {', '.join(REPORT_KEYS)})")
-    if "formats" in report:
-        recipe.report_formats = _as_list(report["formats"], f"recipe {path}: report.formats")
-    if "lang" in report:
-        recipe.report_langs = _as_list(report["lang"], f"recipe {path}: report.lang")
+    top = Fields.of_file(path, SECTIONS, overrides)
+    name = top.text("name", path.stem)
+    recipe = Recipe(path=path, name=name, description=top.text("description", ""))
+    if "ingest" in top:
+        sec = top.section("ingest", INGEST_KEYS)
+        recipe.ingest = Ingest(
+            paths=sec.paths("paths"),
+            name=sec.text("name", name),
+            format=sec.choice("format", ("auto", *INGEST_FORMATS), "auto"),
+            text_field=sec.text("text_field", None),
+            label_field=sec.text("label_field", None),
+            mask=sec.boolean("mask", True),
+            mask_regex=sec.strings("mask_regex", []),
+        )
+    compare = dict(top.section("compare", CompareConfig.keys()).data)
+    if recipe.ingest is not None:
+        compare.setdefault("dataset", recipe.ingest.name)
+    for key in ("pricing", "pricing_file", "data_dir"):
+        if compare.get(key) is not None:
+            compare[key] = str(path.parent / str(compare[key]))
+    recipe.compare = CompareConfig.from_dict(compare, where=top.name("compare"))
+    report = top.section("report", REPORT_KEYS)
+    recipe.report_formats = _subset(report, "formats", REPORT_FORMATS, recipe.report_formats)
+    recipe.report_langs = _subset(report, "lang", LANGS, recipe.report_langs)
     return recipe
+
+
+def _subset(sec: Fields, key: str, allowed: Sequence[str], default: list[str]) -> list[str]:
+    values = sec.strings(key, default)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise sec.error(key, f"expected one or more of {', '.join(allowed)}, got {', '.join(bad) or 'none'}")
+    return values

@@ -57,7 +57,8 @@ def test_missing_recipe_is_one_line(tmp_path, capsys):
         main(["run", str(tmp_path / "missing.yaml")])
     assert e.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"error: recipe {tmp_path / 'missing.yaml'} does not exist"
+    assert err.startswith(f"error: recipe {tmp_path / 'missing.yaml'} does not exist (bundled recipes: ")
+    assert "\n" not in err and "demo" in err
 
 
 def test_doctor_reports_backend(capsys):

@@ -63,7 +63,7 @@ def test_shipped_recipes_load_with_the_papers_settings():
     ({"models": {"T": {"family": "gpt2", "layers": 2}}}, "models.T.layers: unknown gpt2 setting"),
     ({"eval": {"shifts": ["sideways"]}}, "eval.shifts: expected one of"),
     ({"retrain": "yes"}, "retrain: expected true or false"),
-    ({"colour": 1}, "unknown section 'colour'"),
+    ({"colour": 1}, "colour: unknown section"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, change, message):
     with pytest.raises(UserError, match=message):
@@ -81,6 +81,7 @@ def test_run_trains_evaluates_probes_and_reports(tmp_path, capsys):
     assert results["probe"]["layers"]["T"]["x"] == [0, 1, 2]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "http" not in html
+    assert '<section id="probing">' in html and "not rerun here" not in html  # the report package's page
     for name in ("T", "M"):
         assert (out / "weights" / name / "model.safetensors").is_file()
     # The run's weights directory is what a recipe's `weights:` reads: evaluating it needs no training.
@@ -88,6 +89,7 @@ def test_run_trains_evaluates_probes_and_reports(tmp_path, capsys):
     main(["run", str(reuse), "--out", str(tmp_path / "again")])
     assert not (tmp_path / "again" / "weights").exists()
     assert json.loads((tmp_path / "again" / "results.json").read_text())["training"] == results["training"]
+    assert "recorded when the shipped weights were trained" in (tmp_path / "again" / "report.html").read_text()
 
 
 def test_weights_trained_with_other_settings_are_refused(tmp_path, capsys):

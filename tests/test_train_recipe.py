@@ -24,7 +24,7 @@ def test_the_bundled_recipe_describes_a_matched_pair():
 @pytest.mark.parametrize("old,new,message", [
     ("  workers: ", "  workers: -", "train.workers"),
     ("  workers: ", "  worker: ", "train.worker: unknown setting"),
-    ("  workers: ", "  workers: x", "invalid literal"),
+    ("  workers: ", "  workers: x", "train.workers: expected an integer"),
 ])
 def test_bad_train_settings_are_named(tmp_path, old, new, message):
     assert old in BUNDLED.read_text()

@@ -7,6 +7,7 @@ run's `config.yaml` so that `--resume` and a rerun use exactly the same settings
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ DEFAULT_TASKS = ("continuation", "fewshot-classify", "needle")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAMBA_IMPLS = ("ours", "hf", "both")
+# Shorter names a recipe or the command line may use for some settings.
+ALIASES = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes", "pricing": "pricing_file",
+           "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s"}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.I)
 
 
@@ -53,16 +57,19 @@ class CompareConfig:
         return d
 
     @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Every setting's name, and the aliases a recipe may use."""
+        return (*(f.name for f in dataclasses.fields(cls)), *ALIASES)
+
+    @classmethod
     def from_dict(cls, raw: dict, where: str = "compare") -> CompareConfig:
         """Build and validate from a recipe or saved config; errors name the offending field."""
         if not isinstance(raw, dict):
             raise UserError(f"{where}: expected a mapping of settings")
         known = {f.name for f in dataclasses.fields(cls)}
-        aliases = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes",
-                   "pricing": "pricing_file", "price_per_hour": "price_per_hour_usd"}
         values = {}
         for key, value in raw.items():
-            name = aliases.get(key, key)
+            name = ALIASES.get(key, key)
             if name not in known:
                 raise UserError(f"{where}.{key}: unknown setting (known: {', '.join(sorted(known))})")
             values[name] = _convert(name, value, f"{where}.{key}")
@@ -94,10 +101,14 @@ class CompareConfig:
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
         for name in ("warmup", "min_time_s"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN fails too
                 raise bad(name, "must not be negative")
-        if self.cell_timeout_s <= 0:
-            raise bad("cell_timeout_s", "must be positive")
+        if not 0 < self.cell_timeout_s < math.inf:
+            raise bad("cell_timeout_s", "must be a positive number of seconds")
+        if self.price_per_hour_usd is not None and not 0 < self.price_per_hour_usd < math.inf:
+            raise bad("price_per_hour_usd", f"must be a positive number of dollars, not {self.price_per_hour_usd}")
+        if self.threads is not None and self.threads < 1:
+            raise bad("threads", "must be at least 1")
         if self.pricing_file and self.price_per_hour_usd is not None:
             raise bad("pricing", "give a pricing file or a price per hour, not both")
         if self.pricing_file and not Path(self.pricing_file).is_file():

@@ -11,12 +11,11 @@ from pathlib import Path
 import yaml
 
 from mambapoc.errors import UserError
-
-DEFAULT_PRICING = Path(__file__).resolve().parents[2] / "recipes" / "pricing.yaml"
+from mambapoc.resources import default_pricing
 
 
 def load_pricing(path: Path | None) -> list[dict]:
-    path = Path(path) if path else DEFAULT_PRICING
+    path = Path(path) if path else default_pricing()
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -33,7 +32,7 @@ def load_pricing(path: Path | None) -> list[dict]:
 def price_for(device_name: str, pricing_file: str | None, price_per_hour: float | None) -> dict:
     if price_per_hour is not None:
         return {"device_name": device_name, "price_per_hour_usd": price_per_hour, "source": "--price-per-hour"}
-    source = str(pricing_file or DEFAULT_PRICING.name)
+    source = str(pricing_file or default_pricing().name)
     for e in load_pricing(pricing_file):
         if str(e["match"]).lower() in device_name.lower():
             return {"device_name": device_name, "price_per_hour_usd": float(e["usd_per_hour"]),

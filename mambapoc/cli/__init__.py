@@ -1,4 +1,4 @@
-"""The `mambapoc` command line. Each stage lives in its own module and registers its commands here."""
+"""The `mambapoc` command line. Each stage lives in its own module and adds its commands to `app`."""
 
 from __future__ import annotations
 
@@ -7,47 +7,11 @@ import sys
 
 import typer
 
-from mambapoc import __version__
+# Imported for their side effect of adding commands to `app`; kept light at import time so that
+# `mambapoc --help` stays fast (torch is imported inside the commands).
+from mambapoc.cli import doctor, ingest, pipeline, report, tasks, train  # noqa: F401
+from mambapoc.cli.app import app
 from mambapoc.errors import UserError
-
-app = typer.Typer(
-    name="mambapoc",
-    help=(
-        "Can a Mamba model replace a Transformer on your own long logs and documents?\n\n"
-        "Ingest your logs, build in-context tasks from them, run a Mamba and a Transformer side by side "
-        "at lengths like 1k, 8k and 64k tokens, and get a speed, memory, accuracy and cost report.\n\n"
-        "Start with `mambapoc demo` (bundled sample data and models, offline, CPU), then "
-        "`mambapoc run recipes/demo.yaml` with your own paths."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"mambapoc {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """Root options."""
-
-
-def _register() -> None:
-    # Imported for their side effect of adding commands to `app`; kept light at import time so
-    # that `mambapoc --help` stays fast (torch is imported inside the commands).
-    from mambapoc.cli import doctor, ingest, pipeline, report, tasks, train  # noqa: F401
-
-
-_register()
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:

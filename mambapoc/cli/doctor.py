@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mambapoc.cli import app
+from mambapoc.cli.app import app
 
 
 @app.command()

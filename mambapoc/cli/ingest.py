@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mambapoc.cli import app
+from mambapoc.cli.app import app
 from mambapoc.ingest.readers import DEFAULT_MAX_LINE_BYTES
 
 _DATA_DIR_HELP = "Where datasets live (default: $MAMBAPOC_DATA_DIR, else ./data)."

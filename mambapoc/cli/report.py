@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mambapoc.cli import app
+from mambapoc.cli.app import app
 from mambapoc.errors import UserError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mambapoc.cli import app
+from mambapoc.cli.app import app
 from mambapoc.errors import UserError
 
 tasks_app = typer.Typer(

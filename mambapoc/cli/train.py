@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from mambapoc.cli import app
+from mambapoc.cli.app import app
 
 
 @app.command()

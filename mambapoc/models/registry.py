@@ -1,7 +1,8 @@
 """Model specs → a loaded model and its tokenizer.
 
 A spec is one of:
-- `bundled:NAME`: a model shipped under `sample_data/models/NAME` (or `$MAMBAPOC_MODELS_DIR/NAME`);
+- `bundled:NAME`: a model shipped with the tool (`sample_data/models/NAME` in the repository), or
+  `$MAMBAPOC_MODELS_DIR/NAME`;
 - a local directory holding an HF checkpoint (config.json, weights, tokenizer);
 - a Hugging Face hub id (`state-spaces/mamba-130m-hf`), taken from the local HF cache, downloaded only
   when the machine is online and `HF_HUB_OFFLINE` is not set.
@@ -20,13 +21,9 @@ from pathlib import Path
 
 from mambapoc.errors import UserError
 from mambapoc.models.adapters import HFCausal, LoadedModel, ModelInfo, OursMamba
+from mambapoc.resources import models_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("MAMBAPOC_MODELS_DIR", REPO_ROOT / "sample_data" / "models"))
 
 
 def bundled_names() -> list[str]:

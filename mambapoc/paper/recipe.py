@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import yaml
 
 from mambapoc.errors import UserError
 from mambapoc.paper.functions import INPUTS, SHIFTS, TASKS, Task
 from mambapoc.paper.train import Curriculum, Schedule
+from mambapoc.schema import Fields, read_yaml
 
 KIND = "paper-icl"
 TOP = ("kind", "name", "description", "seed", "task", "curriculum", "models", "train", "device", "threads",
@@ -66,158 +66,107 @@ def is_paper_recipe(path: Path) -> bool:
     """Whether `path` is a readable YAML mapping of this kind; anything else is left to the default
     recipe loader, which reports what is wrong."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        raw = read_yaml(path)
+    except UserError:
         return False
-    return isinstance(raw, dict) and raw.get("kind") == KIND
+    return raw.get("kind") == KIND
 
 
-def _section(raw: dict, key: str, allowed: tuple, where: str, required: bool = True) -> dict:
-    sec = raw.get(key)
-    if sec is None and not required:
-        return {}
-    if not isinstance(sec, dict):
-        raise UserError(f"{where}: {key}: expected a mapping with {', '.join(allowed)}")
-    for k in sec:
-        if k not in allowed:
-            raise UserError(f"{where}: {key}.{k}: unknown setting (known: {', '.join(allowed)})")
-    return sec
-
-
-def _number(value, where: str, kind: type, minimum: float, maximum: float | None = None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise UserError(f"{where}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise UserError(f"{where}: expected a value {bound}, got {value}")
-    return kind(value)
-
-
-def _required(sec: dict, key: str, where: str):
-    if key not in sec:
-        raise UserError(f"{where}.{key} is required")
-    return sec[key]
-
-
-def _choice(value, choices: tuple, where: str) -> str:
-    if value not in choices:
-        raise UserError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
-    return value
-
-
-def _task(raw: dict, where: str) -> Task:
-    sec = _section(raw, "task", TASK, where)
-    w = f"{where}: task"
-    task = Task(name=_choice(_required(sec, "function", w), TASKS, f"{w}.function"),
-                n_dims=_number(_required(sec, "n_dims", w), f"{w}.n_dims", int, 1),
-                inputs=_choice(sec.get("inputs", "gaussian"), INPUTS, f"{w}.inputs"),
-                sparsity=_number(sec.get("sparsity", 3), f"{w}.sparsity", int, 1),
-                hidden_units=_number(sec.get("hidden_units", 100), f"{w}.hidden_units", int, 1),
-                depth=_number(sec.get("depth", 4), f"{w}.depth", int, 1, 12))
+def _task(top: Fields) -> Task:
+    sec = top.section("task", TASK, required=True)
+    task = Task(name=sec.choice("function", TASKS),
+                n_dims=sec.integer("n_dims", minimum=1),
+                inputs=sec.choice("inputs", INPUTS, "gaussian"),
+                sparsity=sec.integer("sparsity", 3, minimum=1),
+                hidden_units=sec.integer("hidden_units", 100, minimum=1),
+                depth=sec.integer("depth", 4, minimum=1, maximum=12))
     if task.name == "sparse" and task.sparsity > task.n_dims:
-        raise UserError(f"{w}.sparsity: {task.sparsity} is more than n_dims ({task.n_dims})")
+        raise sec.error("sparsity", f"{task.sparsity} is more than n_dims ({task.n_dims})")
     return task
 
 
-def _curriculum(raw: dict, task: Task, where: str) -> Curriculum:
-    sec = _section(raw, "curriculum", CURRICULUM, where)
+def _curriculum(top: Fields, task: Task) -> Curriculum:
+    sec = top.section("curriculum", CURRICULUM, required=True)
     ramps = []
-    for key, top in (("dims", task.n_dims), ("points", None)):
-        ramp = _section(sec, key, RAMP, f"{where}: curriculum")
-        w = f"{where}: curriculum.{key}"
-        start = _number(_required(ramp, "start", w), f"{w}.start", int, 1)
-        end = _number(_required(ramp, "end", w), f"{w}.end", int, start)
-        inc = _number(ramp.get("inc", 1), f"{w}.inc", int, 1)
-        if top is not None and end != top:
-            raise UserError(f"{w}.end: must equal task.n_dims ({top}), got {end}")
-        ramps.append((start, end, inc))
-    return Curriculum(ramps[0], ramps[1], _number(_required(sec, "interval", f"{where}: curriculum"),
-                                                  f"{where}: curriculum.interval", int, 1))
+    for key, end_must_be in (("dims", task.n_dims), ("points", None)):
+        ramp = sec.section(key, RAMP, required=True)
+        start = ramp.integer("start", minimum=1)
+        end = ramp.integer("end", minimum=start)
+        if end_must_be is not None and end != end_must_be:
+            raise ramp.error("end", f"must equal task.n_dims ({end_must_be}), got {end}")
+        ramps.append((start, end, ramp.integer("inc", 1, minimum=1)))
+    return Curriculum(ramps[0], ramps[1], sec.integer("interval", minimum=1))
 
 
-def _models(raw: dict, where: str) -> dict[str, dict]:
+def _models(top: Fields) -> dict[str, dict]:
     from mambapoc.paper.models import FAMILY_SETTINGS
 
-    sec = raw.get("models")
-    if not isinstance(sec, dict) or not sec:
-        raise UserError(f"{where}: models: expected a mapping of names to model settings")
+    listed = top.value("models")
+    if not isinstance(listed, dict) or not listed:
+        raise top.error("models", "expected a mapping of names to model settings")
     models = {}
-    for name, spec in sec.items():
-        w = f"{where}: models.{name}"
+    for name, spec in listed.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):
-            raise UserError(f"{w}: a model name must be letters, digits, '.', '_' or '-' (it names a directory)")
-        if not isinstance(spec, dict):
-            raise UserError(f"{w}: expected a mapping with family and settings")
-        family = _choice(spec.get("family"), tuple(FAMILY_SETTINGS), f"{w}.family")
+            raise top.error(f"models.{name}", "a model name must be letters, digits, '.', '_' or '-' (it names a "
+                                              "directory)")
+        family = spec.get("family") if isinstance(spec, dict) else None
+        if family not in FAMILY_SETTINGS:
+            raise top.error(f"models.{name}.family", f"expected one of {', '.join(FAMILY_SETTINGS)}, got {family!r}")
         settings = {k: v for k, v in spec.items() if k != "family"}
-        for k, v in settings.items():
+        for k in settings:
             if k not in FAMILY_SETTINGS[family]:
-                raise UserError(f"{w}.{k}: unknown {family} setting (known: {', '.join(FAMILY_SETTINGS[family])})")
-            _number(v, f"{w}.{k}", int, 1)
-        models[str(name)] = {"family": family, **settings}
+                raise top.error(f"models.{name}.{k}",
+                                f"unknown {family} setting (known: {', '.join(FAMILY_SETTINGS[family])})")
+        fields = Fields(settings, FAMILY_SETTINGS[family], top.file, f"models.{name}")
+        models[str(name)] = {"family": family, **{k: fields.integer(k, minimum=1) for k in settings}}
     return models
 
 
-def _schedule(raw: dict, where: str) -> Schedule:
-    sec = _section(raw, "train", TRAIN, where)
-    w = f"{where}: train"
-    steps = _number(_required(sec, "steps", w), f"{w}.steps", int, 1)
-    return Schedule(steps=steps,
-                    batch_size=_number(sec.get("batch_size", 64), f"{w}.batch_size", int, 1),
-                    lr=_number(_required(sec, "lr", w), f"{w}.lr", float, 0),
-                    warmup_steps=_number(sec.get("warmup_steps", 0), f"{w}.warmup_steps", int, 0),
-                    weight_decay=_number(sec.get("weight_decay", 0.0), f"{w}.weight_decay", float, 0),
-                    grad_clip=_number(sec.get("grad_clip", 1.0), f"{w}.grad_clip", float, 0),
-                    checkpoint_every=_number(sec.get("checkpoint_every", 1000), f"{w}.checkpoint_every", int, 1))
+def _schedule(top: Fields) -> Schedule:
+    sec = top.section("train", TRAIN, required=True)
+    return Schedule(steps=sec.integer("steps", minimum=1),
+                    batch_size=sec.integer("batch_size", 64, minimum=1),
+                    lr=sec.number("lr", minimum=0),
+                    warmup_steps=sec.integer("warmup_steps", 0, minimum=0),
+                    weight_decay=sec.number("weight_decay", 0.0, minimum=0),
+                    grad_clip=sec.number("grad_clip", 1.0, minimum=0),
+                    checkpoint_every=sec.integer("checkpoint_every", 1000, minimum=1))
 
 
-def load_paper_recipe(path: Path) -> PaperRecipe:
+def load_paper_recipe(path: Path, overrides: Sequence[str] = ()) -> PaperRecipe:
     path = Path(path)
-    where = f"recipe {path}"
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"{where}: cannot be read as YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != KIND:
-        raise UserError(f"{where}: not a recipe of kind {KIND}")
-    for key in raw:
-        if key not in TOP:
-            raise UserError(f"{where}: unknown section {key!r} (known: {', '.join(TOP)})")
-    task = _task(raw, where)
-    curriculum = _curriculum(raw, task, where)
-    ev = _section(raw, "eval", EVAL, where, required=False)
-    pr = _section(raw, "probe", PROBE, where, required=False)
+    top = Fields.of_file(path, TOP, overrides)
+    if top.value("kind", None) != KIND:
+        raise UserError(f"recipe {path}: not a recipe of kind {KIND}")
+    task = _task(top)
+    curriculum = _curriculum(top, task)
+    ev = top.section("eval", EVAL)
+    pr = top.section("probe", PROBE)
     train_points = curriculum.points[1]
-    shifts = ev.get("shifts", list(SHIFTS))
-    if not isinstance(shifts, list) or not shifts:
-        raise UserError(f"{where}: eval.shifts: expected a list of {', '.join(SHIFTS)}")
+    shifts = ev.strings("shifts", list(SHIFTS))
     for s in shifts:
-        _choice(s, tuple(SHIFTS), f"{where}: eval.shifts")
+        if s not in SHIFTS:
+            raise ev.error("shifts", f"expected one of {', '.join(SHIFTS)}, got {s!r}")
     if "standard" not in shifts:
-        raise UserError(f"{where}: eval.shifts must include standard (the training distribution)")
-    threads = raw.get("threads")
-    weights = raw.get("weights")
-    retrain = raw.get("retrain", False)
-    if not isinstance(retrain, bool):
-        raise UserError(f"{where}: retrain: expected true or false, got {retrain!r}")
+        raise ev.error("shifts", "must include standard (the training distribution)")
+    weights = top.text("weights", None)
     return PaperRecipe(
         path=path,
-        name=str(raw.get("name") or path.stem),
-        description=str(raw.get("description", "")),
-        seed=_number(raw.get("seed", 0), f"{where}: seed", int, 0),
+        name=top.text("name", path.stem),
+        description=top.text("description", ""),
+        seed=top.integer("seed", 0, minimum=0),
         task=task,
         curriculum=curriculum,
-        models=_models(raw, where),
-        schedule=_schedule(raw, where),
-        device=_choice(raw.get("device", "auto"), DEVICES, f"{where}: device"),
-        threads=None if threads is None else _number(threads, f"{where}: threads", int, 1),
-        eval_prompts=_number(ev.get("prompts", 1280), f"{where}: eval.prompts", int, 2),
-        eval_points=_number(ev.get("points", 3 * train_points), f"{where}: eval.points", int, train_points),
-        eval_batch_size=_number(ev.get("batch_size", 256), f"{where}: eval.batch_size", int, 1),
+        models=_models(top),
+        schedule=_schedule(top),
+        device=top.choice("device", DEVICES, "auto"),
+        threads=top.integer("threads", None, minimum=1),
+        eval_prompts=ev.integer("prompts", 1280, minimum=2),
+        eval_points=ev.integer("points", 3 * train_points, minimum=train_points),
+        eval_batch_size=ev.integer("batch_size", 256, minimum=1),
         shifts=shifts,
-        probe_prompts=_number(pr.get("prompts", 1280), f"{where}: probe.prompts", int, 2),
-        fit_positions=_number(pr.get("fit_positions", 10), f"{where}: probe.fit_positions", int, 2,
-                              train_points - 1),
-        weights=None if weights is None else path.parent / str(weights),
-        retrain=retrain,
+        probe_prompts=pr.integer("prompts", 1280, minimum=2),
+        fit_positions=pr.integer("fit_positions", 10, minimum=2, maximum=train_points - 1),
+        weights=None if weights is None else path.parent / weights,
+        retrain=top.boolean("retrain", False),
     )

@@ -1,17 +1,21 @@
 """The run's report: one self-contained HTML page (charts inline as base64 PNG, no external resource),
-with the key numbers, what they show, and what the paper found."""
+with the key numbers, what they show, and what the paper found. It is assembled as a report `Document`
+and drawn by the report package's HTML writer, which alone escapes the text, with the main report's style."""
 
 from __future__ import annotations
 
-import base64
-from html import escape
 from pathlib import Path
 
+from mambapoc import __version__
 from mambapoc.fsutil import write_atomic
 from mambapoc.paper.charts import error_chart, loss_chart, probe_chart
 from mambapoc.paper.evaluate import Curve
+from mambapoc.paper.functions import SHIFTS
 from mambapoc.paper.probe import ProbeResult
 from mambapoc.paper.recipe import PaperRecipe
+from mambapoc.report import html
+from mambapoc.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
+from mambapoc.report.i18n import Text
 
 REFERENCE = "least squares"
 PAPER_FINDINGS = (
@@ -44,10 +48,6 @@ def key_numbers(recipe: PaperRecipe, results: dict[str, dict[str, Curve]]) -> di
     return {n: {label: curves[n].at(x) for label, x in key_positions(recipe).items()} for n in names if n in curves}
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
 def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
@@ -57,10 +57,23 @@ def _training_time(t: dict) -> str:
     return f"{t['wall_s']:.0f} s ({t['device']}{threads})"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _row(*texts: str) -> list[Cell]:
+    return [Cell(x) for x in texts]
+
+
+def _shift_words(name: str) -> str:
+    """`x*2` → "inputs scaled by 2"."""
+    s = SHIFTS[name]
+    parts = []
+    if s.skewed:
+        parts.append("inputs with a skewed covariance")
+    if s.x_scale != 1:
+        parts.append(f"inputs scaled by {s.x_scale:g}")
+    if s.y_scale != 1:
+        parts.append(f"labels scaled by {s.y_scale:g}")
+    if s.noise_std:
+        parts.append(f"Gaussian noise of standard deviation {s.noise_std:g} added to the labels")
+    return ", ".join(parts) or "no change"
 
 
 def observations(recipe: PaperRecipe, results: dict[str, dict[str, Curve]], probed: ProbeResult) -> list[str]:
@@ -87,63 +100,99 @@ def observations(recipe: PaperRecipe, results: dict[str, dict[str, Curve]], prob
 
 
 def write_report(path: Path, recipe: PaperRecipe, info: dict[str, dict], training: dict,
-                 results: dict[str, dict[str, Curve]], probed: ProbeResult) -> Path:
+                 results: dict[str, dict[str, Curve]], probed: ProbeResult, *,
+                 shipped_weights: Path | None = None) -> Path:
+    """`shipped_weights`: the directory of trained weights the run evaluated instead of training; the
+    report then says that the training figures are those recorded with them, not this run's."""
+    doc = compose(recipe, info, training, results, probed, shipped_weights)
+    return write_atomic(path, html.render(doc, Text(doc.lang)))
+
+
+def compose(recipe: PaperRecipe, info: dict[str, dict], training: dict, results: dict[str, dict[str, Curve]],
+            probed: ProbeResult, shipped_weights: Path | None = None) -> Document:
     task, names = recipe.task, list(recipe.models)
     trained = recipe.train_points - 1
     scale = {"sparse": "s", "tree": "1"}.get(task.name, "d")
-    numbers = key_numbers(recipe, results)
+    title = f"{task.name}, d = {task.n_dims}"
+
+    setup = Section("setup", "Task and models")
+    if recipe.description:
+        setup.blocks.append(Paragraph(recipe.description))
+    setup.blocks.append(Paragraph(
+        f"Recipe {recipe.name}. Inputs of dimension d = {task.n_dims} ({task.inputs}); training prompts grow to "
+        f"{recipe.train_points} points (curriculum over dimension and points, done at step "
+        f"{recipe.curriculum.ends_at}); evaluation on {recipe.eval_prompts} prompts of {recipe.eval_points} points "
+        f"per setting. Error: squared error at each query divided by {scale}, mean over prompts with a bootstrap "
+        f"5–95 % band; the dotted line in the charts marks the training length (n = {trained})."))
+    if shipped_weights is not None:
+        setup.blocks.append(Paragraph(
+            f"The models were not trained in this run: it evaluates the shipped weights in {shipped_weights.name} "
+            "(set “retrain: true” in the recipe to train them anew). Their steps, training time, final loss and "
+            "training loss curve are those recorded when those weights were trained, not rerun here.",
+            tone="muted"))
+    model_rows = [_row(name, i["family"], str(i["layers"]), f"{i['parameters']:,}", str(training[name]["steps"]),
+                       _training_time(training[name]), f"{training[name]['final_loss']:.4f}")
+                  for name, i in info.items()]
+    setup.blocks.append(Table(
+        ["model", "family", "layers", "parameters", "steps", "training time", "final loss"], model_rows,
+        label_columns=2, caption=None if shipped_weights is None else
+        "Steps, training time and final loss: recorded when the shipped weights were trained, not rerun here."))
+
     labels = list(key_positions(recipe))
-    model_rows = [[name, i["family"], str(i["layers"]), f"{i['parameters']:,}", str(training[name]["steps"]),
-                   _training_time(training[name]),
-                   f"{training[name]['final_loss']:.4f}"] for name, i in info.items()]
+    numbers = Section("key-numbers", "Key numbers", [Table(
+        ["", *labels], [_row(n, *(_fmt(v[lab]) for lab in labels)) for n, v in key_numbers(recipe, results).items()],
+        caption="Mean normalised error on the training distribution after n in-context examples.")])
+
+    error = Section("error", "Error against in-context examples", [Figure(
+        error_chart(results["standard"], names, title=title, trained_examples=trained),
+        f"Normalised squared error against the number of in-context examples ({title}), models and baselines; "
+        f"dotted: training length (n = {trained}).")])
+    sections = [setup, numbers, error]
+
+    shifts = [s for s in results if s != "standard"]
+    if shifts:
+        sections.append(Section("shifts", "Under shifts", [
+            Paragraph("The same models and baselines on prompts drawn from changed distributions, which neither "
+                      "model saw in training."),
+            *(Figure(error_chart(results[s], names, title=s, trained_examples=trained), f"{s}: {_shift_words(s)}.")
+              for s in shifts),
+        ]))
+
+    depth = len(probed.gradient_descent.mean)
     probe_rows = [[name, *(_fmt(v) for v in c.mean)] for name, c in probed.layers.items()]
     probe_rows.append(["gradient descent", *(_fmt(v) for v in probed.gradient_descent.mean)])
-    depth = len(probed.gradient_descent.mean)
-    shifts = [s for s in results if s != "standard"]
-    parts = [
-        f"<h1>In-context learning of {escape(task.name)} functions: {escape(' vs '.join(names))}</h1>",
-        f"<p>{escape(recipe.description)}</p>" if recipe.description else "",
-        f"<p>Recipe <code>{escape(recipe.name)}</code>. Inputs of dimension d = {task.n_dims} ({escape(task.inputs)}); "
-        f"training prompts grow to {recipe.train_points} points (curriculum over dimension and points, done at "
-        f"step {recipe.curriculum.ends_at}); evaluation on {recipe.eval_prompts} prompts of {recipe.eval_points} "
-        f"points per setting. Error: squared error at each query divided by {scale}, mean over prompts with a "
-        f"bootstrap 5–95 % band; the dotted line marks the training length (n = {trained}).</p>",
-        "<h2>Models</h2>",
-        _table(["model", "family", "layers", "parameters", "steps", "training time", "final loss"], model_rows),
-        "<h2>Key numbers</h2>",
-        _table(["", *labels], [[n, *(_fmt(v[lab]) for lab in labels)] for n, v in numbers.items()]),
-        "<h2>Error against in-context examples</h2>",
-        _img(error_chart(results["standard"], names, title=f"{task.name}, d = {task.n_dims}",
-                         trained_examples=trained), "error against in-context examples"),
-    ]
-    if shifts:
-        parts += ["<h2>Under shifts</h2>", '<div class="grid">']
-        parts += [_img(error_chart(results[s], names, title=s, trained_examples=trained, small=True), s) for s in shifts]
-        parts.append("</div>")
-    parts += [
-        "<h2>Probing</h2>",
-        f"<p>Read-out of the residual stream after each layer (through the final norm), with a scale and shift "
-        f"per layer fitted by least squares on {recipe.fit_positions} random positions of each of "
-        f"{recipe.probe_prompts} prompts of {recipe.train_points} points; error on the other positions. "
-        f"Gradient descent: a linear model from w = 0 on each query's in-context examples, step size fitted on "
-        f"the same positions. Layer 0 is the read-in's output.</p>",
-        _img(probe_chart(probed, f"{task.name}, d = {task.n_dims}"), "probe error against layer"),
-        _table(["", *(str(k) for k in range(depth))], [r + [""] * (depth + 1 - len(r)) for r in probe_rows]),
-        "<h2>Training</h2>",
-        _img(loss_chart({n: (training[n]["loss_every"], training[n]["losses"]) for n in names},
-                        recipe.curriculum.ends_at), "training loss"),
-        "<h2>What this run shows</h2>",
-        "<ul>" + "".join(f"<li>{escape(o)}</li>" for o in observations(recipe, results, probed)) + "</ul>",
-        "<h2>What the paper found</h2>",
-        "<p>Grazzi et al. (2024), <i>Is Mamba Capable of In-Context Learning?</i>, at d = 20 with a 12-layer "
-        "Transformer and a 24-layer Mamba trained for 500k steps:</p>",
-        "<ul>" + "".join(f"<li>{escape(p)}</li>" for p in PAPER_FINDINGS) + "</ul>",
-    ]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-             ".grid{display:flex;flex-wrap:wrap;gap:8px}.grid img{width:32%}")
-    html = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(recipe.name)}</title>'
-            f"<style>{style}</style></head><body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n")
-    write_atomic(path, html)
-    return path
+    sections.append(Section("probing", "Probing", [
+        Paragraph(f"Read-out of the residual stream after each layer (through the final norm), with a scale and "
+                  f"shift per layer fitted by least squares on {recipe.fit_positions} random positions of each of "
+                  f"{recipe.probe_prompts} prompts of {recipe.train_points} points; error on the other positions. "
+                  f"Gradient descent: a linear model from w = 0 on each query's in-context examples, step size "
+                  f"fitted on the same positions. Layer 0 is the read-in's output."),
+        Figure(probe_chart(probed, title), "Probe error against layer, next to gradient descent against steps "
+                                           "(log scale)."),
+        Table(["", *(str(k) for k in range(depth))], [_row(*r, *[""] * (depth + 1 - len(r))) for r in probe_rows],
+              caption="Mean error on held-out positions after each layer (models) or step (gradient descent)."),
+    ]))
+
+    loss = Figure(loss_chart({n: (training[n]["loss_every"], training[n]["losses"]) for n in names},
+                             recipe.curriculum.ends_at),
+                  "Training loss, each point a mean over equal runs of steps; dotted: end of the curriculum.")
+    sections.append(Section("training", "Training", [loss] if shipped_weights is None else [
+        Paragraph("The loss recorded when the shipped weights were trained, not rerun here.", tone="muted"), loss]))
+    sections.append(Section("observations", "What this run shows",
+                            [Bullets(observations(recipe, results, probed))]))
+    sections.append(Section("paper", "What the paper found", [
+        Paragraph("Grazzi et al. (2024), “Is Mamba Capable of In-Context Learning?”, at d = 20 with a 12-layer "
+                  "Transformer and a 24-layer Mamba trained for 500k steps:"),
+        Bullets(list(PAPER_FINDINGS)),
+    ]))
+    for number, section in enumerate(sections, 1):
+        section.number = number
+    return Document(
+        "en", "Mamba vs Transformer · paper reproduction",
+        f"In-context learning of {task.name} functions: {' vs '.join(names)}",
+        f"Recipe {recipe.name} · d = {task.n_dims} · after Grazzi et al. (2024), "
+        "“Is Mamba Capable of In-Context Learning?”",
+        sections,
+        f"Generated by mambapoc {__version__} from recipe {recipe.path.name}. Every number comes from this "
+        "run's results.json.",
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from mambapoc.paper.baselines import baselines_for
 from mambapoc.paper.evaluate import evaluate
 from mambapoc.paper.models import ICLModel, build_model, load_model, save_model
 from mambapoc.paper.probe import ProbeResult, probe
-from mambapoc.paper.recipe import PaperRecipe, load_paper_recipe
+from mambapoc.paper.recipe import PaperRecipe
 from mambapoc.paper.report import key_numbers, write_report
 from mambapoc.paper.train import train_model
 from mambapoc.train.models import count_params
@@ -36,11 +35,9 @@ TRAINING = "training.json"
 LOSS_POINTS = 500  # the loss history kept with the weights, as means over equal runs of steps
 
 
-def run_paper_recipe(recipe_path: Path, out: Path | None, resume: bool) -> Path:
+def run_paper_recipe(recipe: PaperRecipe, run_dir: Path, resume: bool) -> Path:
     """Returns the report's path."""
     console = Console(stderr=True)
-    recipe = load_paper_recipe(recipe_path)
-    run_dir = out or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} is not empty: add --resume to continue that run, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +65,8 @@ def run_paper_recipe(recipe_path: Path, out: Path | None, resume: bool) -> Path:
     write_atomic(run_dir / "results.json", json.dumps(summary, indent=1) + "\n")
     write_atomic(run_dir / "curves.csv", _curves_csv(results))
     write_atomic(run_dir / "probe.csv", _probe_csv(probed))
-    report = write_report(run_dir / "report.html", recipe, info, training, results, probed)
+    shipped = recipe.weights if recipe.weights is not None and not recipe.retrain else None  # as _obtain_models
+    report = write_report(run_dir / "report.html", recipe, info, training, results, probed, shipped_weights=shipped)
     console.print(f"Results: {run_dir / 'results.json'}, {run_dir / 'curves.csv'}, {run_dir / 'probe.csv'}")
     return report
 

@@ -8,12 +8,10 @@ from pathlib import Path
 from mambapoc import __version__
 from mambapoc.errors import UserError
 from mambapoc.fsutil import write_atomic
-from mambapoc.report import cells_csv, evidence, findings, html, markdown, method, pdf, summary
+from mambapoc.report import FORMATS, cells_csv, evidence, findings, html, markdown, method, pdf, summary
 from mambapoc.report.document import Document
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Run, load_run
-
-FORMATS = ("html", "pdf", "md")
 
 
 def file_names(lang: str) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The bundled recipes, installed as `mambapoc.recipes` (see mambapoc.resources)."""

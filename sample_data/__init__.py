@@ -1,0 +1,1 @@
+"""The bundled sample data and tiny models, installed as `mambapoc.sample_data` (see mambapoc.resources)."""
