@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mambapoc.bench.config import CompareConfig
 from mambapoc.ingest.detect import FORMATS as INGEST_FORMATS
-from mambapoc.report import FORMATS as REPORT_FORMATS
+from mambapoc.report.files import FORMATS as REPORT_FORMATS
 from mambapoc.report.i18n import LANGS
 from mambapoc.schema import Fields
 

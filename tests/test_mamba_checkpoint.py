@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from mambapoc.errors import UserError
 from mambapoc.models.mamba import MambaConfig, MambaLM
+from mambapoc.models.registry import resolve
 
 TINY = {"vocab_size": 50, "hidden_size": 16, "state_size": 4, "num_hidden_layers": 2}
 
@@ -110,5 +111,7 @@ def test_errors_name_what_is_wrong(tmp_path, saved):
 def test_unavailable_hub_id_says_how_to_provide_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="download") as err:
-        MambaLM.from_pretrained("nobody-here/no-such-mamba")
+        resolve("nobody-here/no-such-mamba")
     assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="not a checkpoint directory .*registry"):
+        MambaLM.from_pretrained("nobody-here/no-such-mamba")

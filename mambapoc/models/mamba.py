@@ -316,15 +316,16 @@ class MambaLM(nn.Module):
         return MambaLMOutput(torch.cat(logits, dim=1) if len(logits) > 1 else logits[0], state)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device | None = None,
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> MambaLM:
-        """Load a transformers MambaForCausalLM directory (or a hub id / `bundled:NAME`, resolved by the
-        model registry). `dtype` defaults to float32; A_log and D always stay fp32."""
-        from mambapoc.models.registry import read_config, resolve
+        """Load a transformers MambaForCausalLM (or mamba_ssm) checkpoint directory; hub ids and
+        `bundled:NAME` are resolved to a directory by `mambapoc.models.registry`. `dtype` defaults to
+        float32; A_log and D always stay fp32."""
+        from mambapoc.models.checkpoint import read_config, read_weights
 
-        path = resolve(str(path_or_id))
+        path = Path(directory)
         config = MambaConfig.from_dict(read_config(path))
-        weights = _read_weights(path)
+        weights = read_weights(path)
         with torch.device("meta"):
             model = cls(config)
         expected = model.state_dict()
@@ -360,36 +361,3 @@ class MambaLM(nn.Module):
         config["dtype"] = str(self.backbone.embeddings.weight.dtype).removeprefix("torch.")
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory: (sharded) safetensors, else (sharded) pytorch_model.bin
-    read with weights_only=True, so a checkpoint can never run code."""
-    from safetensors.torch import load_file
-
-    def load_bin(f: Path) -> dict[str, torch.Tensor]:
-        return torch.load(f, map_location="cpu", weights_only=True)
-
-    for single, index, loader in (("model.safetensors", "model.safetensors.index.json", load_file),
-                                  ("pytorch_model.bin", "pytorch_model.bin.index.json", load_bin)):
-        if (path / single).is_file():
-            files = [path / single]
-        elif (path / index).is_file():
-            shards = sorted(set(json.loads((path / index).read_text())["weight_map"].values()))
-            files = [path / s for s in shards]
-            absent = [f.name for f in files if not f.is_file()]
-            if absent:
-                raise UserError(f"{path}: weight shard {absent[0]} listed in {index} is missing")
-        else:
-            continue
-        weights: dict[str, torch.Tensor] = {}
-        for f in files:
-            try:
-                weights.update(loader(str(f)))
-            except Exception as e:  # noqa: BLE001 - safetensors and torch raise many types for a bad file
-                first_line = str(e).splitlines()[0] if str(e) else ""
-                raise UserError(f"{f}: cannot read weights ({type(e).__name__}: {first_line})") from None
-        # mamba_ssm checkpoints call the embedding `embedding`; transformers renamed it `embeddings`.
-        return {k.replace("backbone.embedding.", "backbone.embeddings."): v for k, v in weights.items()}
-    raise UserError(f"{path}: no weights found (expected model.safetensors, a sharded "
-                    "model.safetensors.index.json, or pytorch_model.bin)")

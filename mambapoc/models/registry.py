@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mambapoc.errors import UserError
 from mambapoc.models.adapters import HFCausal, LoadedModel, ModelInfo, OursMamba
+from mambapoc.models.checkpoint import read_config
 from mambapoc.resources import models_dir
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -76,13 +77,6 @@ def _from_hub(repo_id: str) -> Path:
             f"({type(e).__name__}); on a machine with access run `huggingface-cli download {repo_id} "
             f"--local-dir DIR`, copy DIR here and pass DIR as the model"
         ) from None
-
-
-def read_config(path: Path) -> dict:
-    try:
-        return json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read {path / 'config.json'}: {e}") from None
 
 
 def quiet_transformers() -> None:

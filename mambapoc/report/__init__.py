@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-FORMATS = ("html", "pdf", "md")
-
 
 def __getattr__(name: str):
     # `build` pulls in matplotlib and fpdf2; loading them only when asked keeps `mambapoc doctor` (which

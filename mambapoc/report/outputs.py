@@ -8,17 +8,11 @@ from pathlib import Path
 from mambapoc import __version__
 from mambapoc.errors import UserError
 from mambapoc.fsutil import write_atomic
-from mambapoc.report import FORMATS, cells_csv, evidence, findings, html, markdown, method, pdf, summary
+from mambapoc.report import cells_csv, evidence, findings, html, markdown, method, pdf, summary
 from mambapoc.report.document import Document
+from mambapoc.report.files import FORMATS, file_names
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Run, load_run
-
-
-def file_names(lang: str) -> dict[str, str]:
-    """English keeps the plain names; other languages add their code so that both can sit side by side."""
-    suffix = "" if lang == "en" else f".{lang}"
-    return {"html": f"report{suffix}.html", "pdf": f"report{suffix}.pdf", "md": f"summary{suffix}.md",
-            "csv": "cells.csv"}
 
 
 def build(

@@ -1,5 +1,5 @@
 """Shared pieces of the task families: lengths, instances, the scoring-model protocol, exact-length
-fitting and the registry of families.
+fitting (with noise mixed into the units) and the registry of families.
 
 Length guarantee: an instance's `prompt` is the text, and `prompt_ids` is exactly
 `tokenizer.encode(prompt, add_special_tokens=False)`: every prompt is encoded in full after it is
@@ -19,12 +19,16 @@ import random
 import re
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mambapoc.errors import UserError
+from mambapoc.tasks import noise
+
+T = TypeVar("T")
+Layout = Callable[[list[str], list[int]], str]
 
 _WORD = re.compile(r"\b[a-zA-Z]{4,12}\b")
 
@@ -228,7 +232,7 @@ def fit_to_length(
     length: int,
     reserved: int,
     units: Iterator[str],
-    layout: Callable[[list[str], list[int]], str],
+    layout: Layout,
     shortage: Callable[[int], str],
     offsets: bool = False,
 ) -> Fitted:
@@ -279,6 +283,44 @@ def fit_to_length(
     if best is None:
         raise RuntimeError(f"could not fit a prompt under {length} tokens")
     return best
+
+
+def fit_with_noise(
+    counter: TokenCounter,
+    length: int,
+    reserved: int,
+    units: Iterable[T],
+    render: Callable[[T], str],
+    layout: Layout,
+    shortage: Callable[[int], str],
+    *,
+    rate: float,
+    rng: random.Random,
+    noisy: Callable[[T], T],
+    offsets: bool = False,
+) -> tuple[Fitted, list[tuple[T, bool]]]:
+    """`fit_to_length` over `units`, each replaced by `noisy(unit)` with probability `rate` and written out
+    by `render`; also returns the units the prompt holds whole, nearest to the question first, each with
+    whether noise replaced it.
+
+    Noise is mixed in before the units are counted, so the length guarantee holds for the prompt as shown.
+    The fitter pulls units ahead of need and cuts one on its left, so only the whole ones are returned:
+    every family reports its noise over the same units, and the rates compare across families."""
+    taken: list[tuple[T, bool]] = []
+
+    def rendered() -> Iterator[str]:
+        for unit, replaced in noise.mix(units, rate, rng, noisy):
+            taken.append((unit, replaced))
+            yield render(unit)
+
+    fitted = fit_to_length(counter, length, reserved, rendered(), layout, shortage, offsets)
+    return fitted, taken[: fitted.whole_units]
+
+
+def ending_with(tail: str) -> Layout:
+    """The layout of a prompt that is its units in order then `tail` (the question, if any), for the
+    families whose fixed part all comes after the context."""
+    return lambda units, _counts: "".join(units) + tail
 
 
 def length_meta(length: int, fitted: Fitted) -> dict[str, int]:

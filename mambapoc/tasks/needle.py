@@ -14,10 +14,14 @@ The question ends with a cloze of the fact line (RULER's answer prefix), which b
 
 from __future__ import annotations
 
+import functools
+import random
 import re
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 from mambapoc.errors import UserError
 from mambapoc.tasks import noise, scoring
@@ -25,7 +29,7 @@ from mambapoc.tasks.base import (
     Family,
     Instance,
     TokenCounter,
-    fit_to_length,
+    fit_with_noise,
     instance_rng,
     length_meta,
     per_dataset,
@@ -108,144 +112,240 @@ def log_facts(records: list[dict]) -> dict[Relation, dict[str, str]]:
     }
 
 
-def build(
-    records: list[dict], counter: TokenCounter, length: int, n: int, seed: int, opts: dict
-) -> list[Instance]:
-    rate, kind = noise.check(opts, ("irrelevant", "corrupted"))
-    depths, distractors = opts["depths"], opts["num_distractors"]
-    if not depths or any(not 0 <= d <= 100 for d in depths):
-        raise UserError(f"depths={list(depths)} must be percentages between 0 and 100")
-    if distractors < 0 or opts["num_choices"] < 2:
-        raise UserError("num_distractors must be 0 or more and num_choices 2 or more")
-    if opts["answer_mode"] not in ANSWER_MODES:
-        raise UserError(f"answer_mode={opts['answer_mode']!r} is not one of {', '.join(ANSWER_MODES)}")
-    if opts["fact_source"] not in FACT_SOURCES:
-        raise UserError(f"fact_source={opts['fact_source']!r} is not one of {', '.join(FACT_SOURCES)}")
-    if not records:
-        raise UserError(f"{NAME} needs log records for its haystack; the dataset is empty")
+@dataclass(frozen=True)
+class Facts:
+    """The facts a build draws from: found in the logs (`groups`: known key -> value per relation; `keys`:
+    every (relation, key) in a fixed order, so that a seed always picks the same fact) or, when `source`
+    is synthetic, made of the logs' `words`."""
 
+    source: str
+    groups: dict[Relation, dict[str, str]]
+    keys: list[tuple[Relation, str]]
+    words: list[str]
+
+    def pick(self, rng: random.Random, distractors: int) -> tuple[Relation, list[tuple[str, str]], list[str]]:
+        """The relation, the target fact then its distractors as (key, value), and the values a choice may
+        take. Distractors share the target's relation, so only the key tells them apart."""
+        if self.source == "logs":
+            rel, key = self.keys[rng.randrange(len(self.keys))]
+            known = self.groups[rel]
+            others = rng.sample(sorted(k for k in known if k != key), distractors)
+            return rel, [(k, known[k]) for k in [key, *others]], sorted(set(known.values()))
+        keys: list[str] = []
+        while len(keys) < distractors + 1:
+            a, b = rng.sample(self.words, 2)
+            candidate = f"{a}-{b}-{rng.randrange(1000, 10000)}"
+            if candidate not in keys:
+                keys.append(candidate)
+        return Relation("synthetic"), [(k, rng.choice(self.words)) for k in keys], self.words
+
+
+def choose_facts(records: list[dict], fact_source: str, distractors: int) -> Facts:
+    """Facts of the relations with a key for the target and each distractor and two values to choose
+    from: a relation with one value could be answered without reading. Synthetic facts stand in when no
+    relation qualifies, unless `fact_source` asks for the logs' own."""
     groups: dict[Relation, dict[str, str]] = {}
-    if opts["fact_source"] != "synthetic":
+    if fact_source != "synthetic":
         for rel, known in sorted(log_facts(records).items()):
             if len(known) >= distractors + 1 and len(set(known.values())) >= 2:
                 groups[rel] = known
-        if not groups and opts["fact_source"] == "logs":
+        if not groups and fact_source == "logs":
             raise UserError(
                 f"fact_source=logs: found no {distractors + 1} request ids with their status, nor "
                 "identifiers with another name=value field on their line, each with one value; use "
                 "fact_source=auto or synthetic"
             )
-    source = "logs" if groups else "synthetic"
-    words = vocabulary(records) if source == "synthetic" else []
-    if source == "synthetic" and len(words) < _MIN_VOCABULARY:
+    if groups:
+        keys = sorted((rel, key) for rel, known in groups.items() for key in known)
+        return Facts("logs", groups, keys, [])
+    words = vocabulary(records)
+    if len(words) < _MIN_VOCABULARY:
         raise UserError(
             f"{NAME} with synthetic facts needs log text with at least {_MIN_VOCABULARY} distinct words of 4 "
             f"to 12 letters; the dataset has {len(words)}"
         )
-    facts = sorted((rel, key) for rel, keys in groups.items() for key in keys)
-    texts = [str(r.get("text") or "") for r in records]
+    return Facts("synthetic", {}, [], words)
 
-    def pick(index: int) -> tuple[Relation, list[tuple[str, str]], list[str]]:
-        """The relation, the target fact then its distractors as (key, value), and the value pool."""
-        rng = instance_rng(seed, NAME, "facts", index)
-        if source == "logs":
-            rel, key = facts[rng.randrange(len(facts))]
-            known = groups[rel]
-            others = rng.sample(sorted(k for k in known if k != key), distractors)
-            return rel, [(k, known[k]) for k in [key, *others]], sorted(set(known.values()))
-        keys: list[str] = []
-        while len(keys) < distractors + 1:
-            a, b = rng.sample(words, 2)
-            candidate = f"{a}-{b}-{rng.randrange(1000, 10000)}"
-            if candidate not in keys:
-                keys.append(candidate)
-        return Relation("synthetic"), [(k, rng.choice(words)) for k in keys], words
 
-    def shortage(needed: int) -> str:
+def mentions_none(text: str, keys: list[str]) -> bool:
+    """Whether `text` may enter the haystack: a record that mentioned a key would state or contradict the
+    fact somewhere other than its fact line."""
+    return not any(k in text for k in keys)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The fact lines of an instance (the needle first, then its distractors), the depth in percent of
+    the haystack each goes to, and the question that ends the prompt."""
+
+    lines: list[str]
+    depths: list[float]
+    tail: str
+
+    def slots(self, counts: list[int]) -> dict[int, list[str]]:
+        """The fact lines that go before each haystack unit (index len(counts): after the last one). A
+        line goes to the unit boundary nearest its depth in tokens, the earlier on a tie, never inside
+        a record, so that the haystack stays real log lines and the fact reads as one more."""
+        cum = [0, *accumulate(counts)]
+        slots: dict[int, list[str]] = defaultdict(list)
+        for line, depth in zip(self.lines, self.depths, strict=True):
+            want = depth / 100 * cum[-1]
+            j = bisect_left(cum, want)
+            if j > 0 and (j == len(cum) or want - cum[j - 1] <= cum[j] - want):
+                j -= 1
+            slots[j].append(line)
+        return slots
+
+    def layout(self, hay: list[str], counts: list[int]) -> str:
+        """The whole prompt around the haystack `hay` (whose units take `counts` tokens), for fit_to_length,
+        which calls it again each time it moves the cut."""
+        slots = self.slots(counts)
+        parts = [HEAD]
+        for j, unit in enumerate([*hay, ""]):
+            parts += slots.get(j, [])
+            parts.append(unit)
+        return "".join(parts) + self.tail
+
+
+def measured_depth(
+    starts: list[int], needle: tuple[int, int], haystack: tuple[int, int]
+) -> tuple[int, float]:
+    """The index of the needle's first token and its depth in percent of the haystack, from the start
+    character of each prompt token and the character spans of the needle and the haystack (which holds
+    it). Depth is measured on the final encoding because the cut record and merges across joins move
+    the needle off its placement; the needle's own tokens are left out of the span, so a needle after the
+    last record is at 100 %."""
+    first = bisect_left(starts, needle[0])
+    hay_start = bisect_left(starts, haystack[0])
+    hay_end = bisect_left(starts, haystack[1])
+    needle_tokens = bisect_left(starts, needle[1]) - first
+    span = max(hay_end - hay_start - needle_tokens, 1)
+    return first, round(100 * (first - hay_start) / span, 2)
+
+
+def answer_choices(values: list[str], pool: list[str], num_choices: int, rng: random.Random) -> list[str]:
+    """Every stated value, so a distractor's value is a wrong choice and reading the wrong fact line is
+    penalised, then values from `pool` up to `num_choices`; sorted, so the position tells nothing."""
+    choices = sorted(set(values))
+    extra = [v for v in pool if v not in choices]
+    return sorted(choices + rng.sample(extra, max(0, min(len(extra), num_choices - len(choices)))))
+
+
+@dataclass(frozen=True)
+class NeedlePlan:
+    """What the instances of one build share, checked and computed once: the options, the facts and the
+    records' texts."""
+
+    records: list[dict]
+    texts: list[str]
+    counter: TokenCounter
+    length: int
+    seed: int
+    opts: dict
+    rate: float
+    kind: str
+    facts: Facts
+
+    @classmethod
+    def create(
+        cls, records: list[dict], counter: TokenCounter, length: int, seed: int, opts: dict
+    ) -> NeedlePlan:
+        """The plan for `opts`, every option checked before any instance is built, so a bad one fails at
+        once rather than after the first instances."""
+        rate, kind = noise.check(opts, ("irrelevant", "corrupted"))
+        depths, distractors = opts["depths"], opts["num_distractors"]
+        if not depths or any(not 0 <= d <= 100 for d in depths):
+            raise UserError(f"depths={list(depths)} must be percentages between 0 and 100")
+        if distractors < 0 or opts["num_choices"] < 2:
+            raise UserError("num_distractors must be 0 or more and num_choices 2 or more")
+        if opts["answer_mode"] not in ANSWER_MODES:
+            raise UserError(f"answer_mode={opts['answer_mode']!r} is not one of {', '.join(ANSWER_MODES)}")
+        if opts["fact_source"] not in FACT_SOURCES:
+            raise UserError(f"fact_source={opts['fact_source']!r} is not one of {', '.join(FACT_SOURCES)}")
+        if not records:
+            raise UserError(f"{NAME} needs log records for its haystack; the dataset is empty")
+        facts = choose_facts(records, opts["fact_source"], distractors)
+        texts = [str(r.get("text") or "") for r in records]
+        return cls(records, texts, counter, length, seed, opts, rate, kind, facts)
+
+    def haystack(self, index: int, keys: list[str]) -> Iterator[str]:
+        """Record texts backwards from a random record, as a window of the real log would run, wrapping
+        once around the dataset, without those that mention a key."""
+        start = instance_rng(self.seed, NAME, "anchor", index).randrange(len(self.texts))
+        window = (i % len(self.texts) for i in range(start, start - len(self.texts), -1))
+        return (self.texts[i] for i in window if mentions_none(self.texts[i], keys))
+
+    def replacement(self, text: str, keys: list[str], rng: random.Random) -> str:
+        """A noisy unit in place of `text`. An irrelevant record must mention no key either, or noise
+        could state a fact; the search is bounded so that a dataset of nothing but key-bearing records
+        cannot loop forever."""
+        if self.kind == "corrupted":
+            return noise.corrupt(text, rng)
+        for _ in range(100):
+            j = rng.randrange(len(self.texts))
+            if mentions_none(self.texts[j], keys):
+                return self.texts[j]
+        return text
+
+    def shortage(self, needed: int) -> str:
+        """Says that key-bearing records are left out, or the count would not add up to the dataset."""
         return (
-            f"{NAME} at {length} tokens needs about {needed} log records for its haystack (records that "
-            f"mention a fact's key are left out); the dataset has {len(records)} records. Use a shorter "
+            f"{NAME} at {self.length} tokens needs about {needed} log records for its haystack (records that "
+            f"mention a fact's key are left out); the dataset has {len(self.records)} records. Use a shorter "
             "length or a larger dataset"
         )
 
-    def one(index: int) -> Instance:
-        depth = depths[index % len(depths)]
-        rel, stated, pool = pick(index)
-        rng = instance_rng(seed, NAME, "place", index)
+    def instance(self, index: int) -> Instance:
+        """Instance `index`; its facts, placement, haystack and noise each come from their own generator,
+        so that one does not shift when another draws more (say, a tokenizer needing more records)."""
+        opts, counter = self.opts, self.counter
+        depth = opts["depths"][index % len(opts["depths"])]
+        rel, stated, pool = self.facts.pick(
+            instance_rng(self.seed, NAME, "facts", index), opts["num_distractors"]
+        )
+        place_rng = instance_rng(self.seed, NAME, "place", index)
         keys = [k for k, _ in stated]
-        lines = [rel.line(k, v) + "\n" for k, v in stated]
-        depth_of = [depth] + [rng.uniform(0, 100) for _ in stated[1:]]
         target_key, gold = stated[0]
-        tail = f"\nQuestion: {rel.question(target_key)}\nAnswer: {rel.prefix(target_key)}"
-        noise_rng = instance_rng(seed, NAME, "noise", index)
-        flags: list[bool] = []
-
-        def allowed(i: int) -> bool:
-            return not any(k in texts[i] for k in keys)
-
-        def noisy(text: str) -> str:
-            if kind == "corrupted":
-                return noise.corrupt(text, noise_rng)
-            # Bounded so a dataset of nothing but key-bearing records cannot loop forever.
-            for _ in range(100):
-                j = noise_rng.randrange(len(records))
-                if allowed(j):
-                    return texts[j]
-            return text
-
-        def units():
-            # The haystack runs backwards from a random record, as a window of the real log would,
-            # wrapping once around the dataset.
-            start = instance_rng(seed, NAME, "anchor", index).randrange(len(records))
-            window = (i % len(records) for i in range(start, start - len(records), -1))
-            hay = (texts[i] for i in window if allowed(i))
-            for text, replaced in noise.mix(hay, rate, noise_rng, noisy):
-                flags.append(replaced)
-                yield text + "\n"
-
-        def layout(hay: list[str], counts: list[int]) -> str:
-            cum = [0]
-            for c in counts:
-                cum.append(cum[-1] + c)
-            slots: dict[int, list[str]] = defaultdict(list)
-            for line, d in zip(lines, depth_of, strict=True):
-                want = d / 100 * cum[-1]
-                j = bisect_left(cum, want)
-                if j > 0 and (j == len(cum) or want - cum[j - 1] <= cum[j] - want):
-                    j -= 1
-                slots[j].append(line)
-            parts = [HEAD]
-            for j, unit in enumerate([*hay, ""]):
-                parts += slots.get(j, [])
-                parts.append(unit)
-            return "".join(parts) + tail
-
-        reserved = counter.count(HEAD) + counter.count(tail) + sum(counter.counts(lines))
-        fitted = fit_to_length(counter, length, reserved, units(), layout, shortage, offsets=True)
-        starts = [s for s, _ in fitted.offsets]
-        needle_at = fitted.prompt.index(lines[0])
-        first = bisect_left(starts, needle_at)
-        hay_start = bisect_left(starts, len(HEAD))
-        hay_end = bisect_left(starts, len(fitted.prompt) - len(tail))
-        needle_tokens = bisect_left(starts, needle_at + len(lines[0])) - first
-        span = max(hay_end - hay_start - needle_tokens, 1)
-        choices = sorted({gold, *(v for _, v in stated)})
-        extra = [v for v in pool if v not in choices]
-        choices = sorted(
-            choices + rng.sample(extra, max(0, min(len(extra), opts["num_choices"] - len(choices))))
+        placement = Placement(
+            lines=[rel.line(k, v) + "\n" for k, v in stated],
+            depths=[depth] + [place_rng.uniform(0, 100) for _ in stated[1:]],
+            tail=f"\nQuestion: {rel.question(target_key)}\nAnswer: {rel.prefix(target_key)}",
+        )
+        choices = answer_choices([v for _, v in stated], pool, opts["num_choices"], place_rng)
+        noise_rng = instance_rng(self.seed, NAME, "noise", index)
+        reserved = counter.count(HEAD) + counter.count(placement.tail) + sum(counter.counts(placement.lines))
+        fitted, shown = fit_with_noise(
+            counter,
+            self.length,
+            reserved,
+            self.haystack(index, keys),
+            lambda text: text + "\n",
+            placement.layout,
+            self.shortage,
+            rate=self.rate,
+            rng=noise_rng,
+            noisy=functools.partial(self.replacement, keys=keys, rng=noise_rng),
+            offsets=True,
+        )
+        needle = placement.lines[0]
+        at = fitted.prompt.index(needle)
+        first, depth_actual = measured_depth(
+            [s for s, _ in fitted.offsets],
+            (at, at + len(needle)),
+            (len(HEAD), len(fitted.prompt) - len(placement.tail)),
         )
         meta = {
-            "fact_source": source,
+            "fact_source": self.facts.source,
             "relation": rel.kind,
             "key": target_key,
-            "needle": lines[0].rstrip("\n"),
-            "distractors": [line.rstrip("\n") for line in lines[1:]],
+            "needle": needle.rstrip("\n"),
+            "distractors": [line.rstrip("\n") for line in placement.lines[1:]],
             "depth_percent": depth,
-            "depth_actual_percent": round(100 * (first - hay_start) / span, 2),
+            "depth_actual_percent": depth_actual,
             "needle_token_index": first,
             "haystack_records": fitted.whole_units,
-            **length_meta(length, fitted),
-            **noise.meta(rate, kind, flags[: fitted.whole_units]),
+            **length_meta(self.length, fitted),
+            **noise.meta(self.rate, self.kind, [replaced for _, replaced in shown]),
         }
         return Instance(
             task=NAME,
@@ -258,7 +358,12 @@ def build(
             meta=meta,
         )
 
-    return [one(index) for index in range(n)]
+
+def build(
+    records: list[dict], counter: TokenCounter, length: int, n: int, seed: int, opts: dict
+) -> list[Instance]:
+    plan = NeedlePlan.create(records, counter, length, seed, opts)
+    return [plan.instance(index) for index in range(n)]
 
 
 def score(lm, instances: list[Instance]) -> dict:
