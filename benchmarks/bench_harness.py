@@ -79,7 +79,7 @@ def main() -> None:
             rounds["bare_p"].append(p)
             rounds["bare_d"].append(d)
             m = measure_speed(lm, prompt, 1, args.new_tokens, cfg)
-            rounds["h_p"].append(m["prefill_s"]["p50"])
+            rounds["h_p"].append(m["prefill_s"].p50)
             rounds["h_d"].append(m["decode_ms_per_tok"])
         bp, bd, hp, hd = (statistics.median(rounds[k]) for k in ("bare_p", "bare_d", "h_p", "h_d"))
         print(f"{spec:26} {bp * 1000:17.2f} {hp * 1000:8.2f} {100 * (hp - bp) / bp:8.1f}% "

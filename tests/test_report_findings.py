@@ -137,7 +137,7 @@ def test_torn_lines_are_skipped_and_reported(tmp_path):
 
 def test_cells_of_a_model_that_never_loaded_and_two_implementations(tmp_path):
     cells = fixture_cells()
-    hf_mamba = [dict(c, impl="hf", cell_id=c["cell_id"] + "@hf", model_name="mamba-130m (hf)")
+    hf_mamba = [dict(c, impl="hf", cross_check=True, model_name="mamba-130m (hf)")
                 for c in cells if c["family"] == "mamba"]
     broken = {"cell_id": "org/broken|needle|1024", "model": "org/broken", "impl": "hf", "family": None,
               "task": "needle", "length_tokens": 1024, "status": "error", "error": "cannot load model"}

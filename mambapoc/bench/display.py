@@ -3,8 +3,11 @@ live table of the headline numbers of finished cells."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -14,6 +17,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from mambapoc.results import Cell
+
+if TYPE_CHECKING:
+    from mambapoc.bench.plan import Plan, Planned
 
 
 def fmt_bytes(n: float | None) -> str:
@@ -30,24 +38,23 @@ def fmt_length(n: int) -> str:
     return f"{n // 1024}k" if n % 1024 == 0 else str(n)
 
 
-def headline(cell: dict) -> list[str]:
+def headline(cell: Cell) -> list[str]:
     """One table row: the numbers a reader looks for first, or the failure."""
-    name = cell.get("model_name") or cell["model"]
-    base = [name, cell["task_key"], fmt_length(cell["length_tokens"])]
-    if cell["status"] != "ok":
-        return base + [f"[red]{cell['status'].upper()}[/red]", "-", "-", "-", (cell.get("error") or "")[:60]]
-    m = cell.get("metrics") or {}
-    if "accuracy" in m:
-        metric = f"acc {m['accuracy']:.2f}"
-    elif "bits_per_byte" in m:
-        metric = f"{m['bits_per_byte']:.3f} bits/B"
+    base = [escape(cell.model_name or cell.model), escape(cell.task_key), fmt_length(cell.length_tokens)]
+    if not cell.ok:
+        return base + [f"[red]{cell.status.upper()}[/red]", "-", "-", "-", escape((cell.error or "")[:60])]
+    if cell.accuracy is not None:
+        metric = f"acc {cell.accuracy:.2f}"
+    elif cell.bits_per_byte is not None:
+        metric = f"{cell.bits_per_byte:.3f} bits/B"
     else:
         metric = "-"
-    return base + ["ok", f"{cell['prefill_s']['p50'] * 1000:.0f} ms", f"{cell['decode_ms_per_tok']:.1f} ms",
-                   fmt_bytes(cell.get("peak_mem_bytes")), metric]
+    prefill = f"{cell.prefill_s.p50 * 1000:.0f} ms" if cell.prefill_s else "-"
+    decode = f"{cell.decode_ms_per_tok:.1f} ms" if cell.decode_ms_per_tok is not None else "-"
+    return base + ["ok", prefill, decode, fmt_bytes(cell.peak_mem_bytes), metric]
 
 
-def cells_table(cells: list[dict], title: str | None = None) -> Table:
+def cells_table(cells: list[Cell], title: str | None = None) -> Table:
     t = Table(title=title, header_style="bold")
     for col in ("model", "task", "length", "status", "prefill p50", "decode/token", "peak mem", "metric"):
         t.add_column(col, overflow="fold")
@@ -69,7 +76,7 @@ class LiveDisplay:
         self.task = None
         self.live: Live | None = None
 
-    def start(self, plan) -> None:
+    def start(self, plan: Plan) -> None:
         total = len(plan.cells)
         self.task = self.progress.add_task("", total=total, completed=len(plan.done))
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
@@ -78,11 +85,11 @@ class LiveDisplay:
     def _render(self):
         return Group(self.progress, cells_table(self.finished[-self.max_rows:]))
 
-    def cell_started(self, cell: dict) -> None:
-        self.progress.update(self.task, description=f"now: {cell['model']} {cell['task_key']} "
-                                                    f"at {fmt_length(cell['length_tokens'])}")
+    def cell_started(self, cell: Planned) -> None:
+        self.progress.update(self.task, description=escape(f"now: {cell.model} {cell.task.key} "
+                                                           f"at {fmt_length(cell.length_tokens)}"))
 
-    def cell_finished(self, cell: dict) -> None:
+    def cell_finished(self, cell: Cell) -> None:
         self.finished.append(cell)
         self.progress.advance(self.task)
         if self.live:
@@ -93,3 +100,19 @@ class LiveDisplay:
             self.progress.update(self.task, description="")
             self.live.update(self._render())
             self.live.stop()
+
+
+class Silent:
+    """The display of a comparison run as a library call: nothing is shown."""
+
+    def start(self, plan: Plan) -> None:
+        pass
+
+    def cell_started(self, cell: Planned) -> None:
+        pass
+
+    def cell_finished(self, cell: Cell) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

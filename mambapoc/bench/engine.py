@@ -7,7 +7,6 @@ import json
 import multiprocessing as mp
 import queue as queue_mod
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,60 +14,16 @@ import yaml
 
 from mambapoc.bench import cost
 from mambapoc.bench.config import CompareConfig
-from mambapoc.bench.store import ResultStore, read_cells
+from mambapoc.bench.display import Silent
+from mambapoc.bench.plan import Planned, model_runs, plan
 from mambapoc.errors import UserError
 from mambapoc.fsutil import write_atomic
+from mambapoc.results import Cell, ResultStore, read_cells
 
 # How long a worker may take to import torch and load its model before it counts as failed.
 LOAD_TIMEOUT_S = 900.0
 POLL_S = 0.2
 SAMPLE_RECORDS = 5
-
-
-@dataclass
-class Plan:
-    """Every cell of the run, in the order it runs (model by model, short lengths first)."""
-
-    cells: list[dict]
-    done: set[str] = field(default_factory=set)
-
-    def todo(self, spec_impl: tuple[str, str]) -> list[dict]:
-        return [c for c in self.cells if (c["model"], c["impl"]) == spec_impl and c["cell_id"] not in self.done]
-
-
-def cell_id(spec: str, cross_check: bool, task_key: str, length: int) -> str:
-    model = f"{spec}@hf" if cross_check else spec
-    return f"{model}|{task_key}|{length}"
-
-
-def model_runs(cfg: CompareConfig) -> list[tuple[str, str]]:
-    """(spec, impl) pairs: a Mamba checkpoint may run on our code, transformers' code (a cross-check,
-    named `SPEC@hf`), or both; every other model runs on transformers."""
-    runs = []
-    for spec in cfg.models:
-        impls = {"ours": ["ours"], "hf": ["hf"], "both": ["ours", "hf"]}[cfg.mamba_impl] if _is_mamba(spec) else ["hf"]
-        runs += [(spec, impl) for impl in impls]
-    return runs
-
-
-def _is_mamba(spec: str) -> bool:
-    from mambapoc.models.registry import read_config, resolve
-
-    return read_config(resolve(spec)).get("model_type") == "mamba"
-
-
-def plan(cfg: CompareConfig) -> Plan:
-    cells = []
-    for spec, impl in model_runs(cfg):
-        cross_check = impl == "hf" and cfg.mamba_impl != "ours" and _is_mamba(spec)
-        for length in sorted(cfg.lengths):
-            for task in cfg.tasks:
-                cells.append({
-                    "cell_id": cell_id(spec, cross_check, task.key, length),
-                    "model": spec, "impl": impl, "cross_check": cross_check, "task": task.to_dict(),
-                    "task_key": task.key, "length_tokens": length,
-                })
-    return Plan(cells)
 
 
 def prepare_run_dir(run_dir: Path, cfg: CompareConfig, resume: bool) -> CompareConfig:
@@ -134,7 +89,7 @@ class Runner:
         self.models_info: dict[str, dict] = {}
         self.ctx = mp.get_context("spawn")
 
-    def run_model(self, spec: str, impl: str, cells: list[dict]) -> None:
+    def run_model(self, spec: str, impl: str, cells: list[Planned]) -> None:
         from mambapoc.bench import worker
 
         while cells:
@@ -145,15 +100,15 @@ class Runner:
             )
             proc.start()
             try:
-                cells = self._drive(proc, q, spec, impl, cells)
+                cells = self._drive(proc, q, cells)
             finally:
                 if proc.is_alive():
                     proc.kill()
                 proc.join(timeout=10)
 
-    def _drive(self, proc, q, spec: str, impl: str, cells: list[dict]) -> list[dict]:
+    def _drive(self, proc, q, cells: list[Planned]) -> list[Planned]:
         """Follow one worker until it finishes or fails; return the cells still to run."""
-        by_id = {c["cell_id"]: c for c in cells}
+        by_id = {c.cell_id: c for c in cells}
         remaining = list(cells)
         info: dict | None = None
         current: str | None = None
@@ -169,9 +124,9 @@ class Runner:
                     self._finish(by_id[current], info, {
                         "status": "timeout",
                         "error": f"cell exceeded --cell-timeout {self.cfg.cell_timeout_s:g} s",
-                        "wall_s": elapsed,
+                        "wall_s": elapsed, "started_at": started_at,
                     })
-                    return [c for c in remaining if c["cell_id"] != current]
+                    return [c for c in remaining if c.cell_id != current]
                 if current is None and elapsed > LOAD_TIMEOUT_S:
                     proc.kill()
                     return self._fail_all(remaining, info, f"model did not load within {LOAD_TIMEOUT_S:g} s")
@@ -182,59 +137,59 @@ class Runner:
                     if current is None:
                         return self._fail_all(remaining, info, why)
                     status = "oom" if code == -9 else "error"
-                    self._finish(by_id[current], info, {"status": status, "error": why,
+                    self._finish(by_id[current], info, {"status": status, "error": why, "started_at": started_at,
                                                          "wall_s": time.monotonic() - started})
-                    return [c for c in remaining if c["cell_id"] != current]
+                    return [c for c in remaining if c.cell_id != current]
                 continue
             if kind == "fatal":
                 return self._fail_all(remaining, info, payload)
             if kind == "ready":
                 info = payload
-                self.models_info[cells[0]["cell_id"].split("|", 1)[0]] = payload
+                self.models_info[cells[0].key] = payload
             elif kind == "start":
                 current = payload
                 started = time.monotonic()
                 started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 self.display.cell_started(by_id[current])
             elif kind == "cell":
-                payload["wall_s"] = time.monotonic() - started
-                payload["started_at"] = started_at
-                self._finish(by_id[payload.pop("cell_id")], info, payload)
-                remaining = [c for c in remaining if c["cell_id"] != current]
+                cell_id, measured = payload
+                self._finish(by_id[cell_id], info, {**measured, "wall_s": time.monotonic() - started,
+                                                    "started_at": started_at})
+                remaining = [c for c in remaining if c.cell_id != cell_id]
                 current = None
         return []
 
-    def _fail_all(self, cells: list[dict], info: dict | None, why: str) -> list[dict]:
+    def _fail_all(self, cells: list[Planned], info: dict | None, why: str) -> list[Planned]:
         for c in cells:
             self._finish(c, info, {"status": "error", "error": why})
         return []
 
-    def _finish(self, planned: dict, info: dict | None, measured: dict) -> None:
+    def _finish(self, planned: Planned, info: dict | None, measured: dict) -> None:
         from mambapoc.models.registry import short_name
 
-        now = datetime.now(timezone.utc)
-        cell = {
-            "cell_id": planned["cell_id"],
-            "model": planned["model"],
-            "model_name": short_name(planned["model"]) + (" (hf)" if planned["cross_check"] else ""),
-            "family": (info or {}).get("family"),
-            "impl": planned["impl"],
-            "params": (info or {}).get("params"),
-            "trained_length": (info or {}).get("trained_length"),
-            "task": planned["task"]["name"],
-            "task_options": planned["task"].get("options", {}),
-            "task_key": planned["task_key"],
-            "length_tokens": planned["length_tokens"],
+        info = info or {}
+        cell = Cell.from_json({
+            "model": planned.model,
+            "impl": planned.impl,
+            "cross_check": planned.cross_check,
+            "model_name": short_name(planned.model) + (" (hf)" if planned.cross_check else ""),
+            "family": info.get("family"),
+            "params": info.get("params"),
+            "trained_length": info.get("trained_length"),
+            "task": planned.task.name,
+            "task_options": planned.task.options,
+            "task_key": planned.task.key,
+            "length_tokens": planned.length_tokens,
             "batch_size": self.cfg.batch_size,
             "dtype": self.dtype,
             "device": self.device,
             "device_name": self.pricing["device_name"],
-            "torch_threads": (info or {}).get("torch_threads"),
-            "finished_at": now.isoformat(timespec="seconds"),
+            "torch_threads": info.get("torch_threads"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **measured,
-        }
-        if cell["status"] == "ok":
-            cell.update(cost.cell_costs(cell, self.pricing["price_per_hour_usd"]))
+        }, strict=True)
+        if cell.ok:
+            cell = cell.replace(**cost.cell_costs(cell, self.pricing["price_per_hour_usd"]))
         self.store.append(cell)
         self.display.cell_finished(cell)
 
@@ -249,7 +204,7 @@ def write_models(run_dir: Path, models_info: dict[str, dict]) -> None:
     write_atomic(path, json.dumps(list(known.values()), indent=2))
 
 
-def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool, display) -> list[dict]:
+def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool, display=None) -> list[Cell]:
     """Run (or continue) a comparison into `run_dir`; returns all cells of the run.
 
     A KeyboardInterrupt propagates after the worker is stopped: every finished cell is already on
@@ -268,15 +223,16 @@ def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool, display) -> lis
     the_plan = plan(cfg)
     if not resume:
         write_run_files(run_dir, cfg, device, dtype, dataset_dir, pricing, workload)
-    the_plan.done = {c["cell_id"] for c in read_cells(run_dir)}
+    the_plan.done = read_cells(run_dir).ids()
+    display = display or Silent()
     runner = Runner(cfg, run_dir, dataset_dir, device, dtype, pricing, display)
     display.start(the_plan)
     try:
         for spec, impl in model_runs(cfg):
-            todo = the_plan.todo((spec, impl))
+            todo = the_plan.todo(spec, impl)
             if todo:
                 runner.run_model(spec, impl, todo)
     finally:
         write_models(run_dir, runner.models_info)
         display.stop()
-    return read_cells(run_dir)
+    return read_cells(run_dir).cells

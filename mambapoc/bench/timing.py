@@ -3,7 +3,6 @@ a minimum duration are reached, with CUDA synchronised around every measured reg
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
@@ -13,20 +12,6 @@ import torch
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def summarize(samples: list[float]) -> dict:
-    s = sorted(samples)
-    n = len(s)
-
-    def q(p: float) -> float:
-        # Linear interpolation between order statistics (numpy's default percentile).
-        pos = p * (n - 1)
-        lo = int(pos)
-        hi = min(lo + 1, n - 1)
-        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-    return {"p50": q(0.5), "p90": q(0.9), "min": s[0], "max": s[-1], "mean": statistics.fmean(s), "n": n}
 
 
 def repeat(

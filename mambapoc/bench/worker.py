@@ -2,7 +2,7 @@
 
 It runs in a freshly spawned interpreter so that models never share memory, allocator state or thread
 pools, and so that the parent can kill it on a timeout. Messages to the parent go through a queue:
-("ready", info), ("start", cell_id), ("cell", measured), ("fatal", message).
+("ready", info), ("start", cell_id), ("cell", (cell_id, measured)), ("fatal", message).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from dataclasses import asdict
 import torch
 
 from mambapoc.bench.memory import PeakMemory, apply_limit, is_oom
-from mambapoc.bench.timing import repeat, summarize, sync
+from mambapoc.bench.plan import Planned
+from mambapoc.bench.timing import repeat, sync
 from mambapoc.errors import UserError
+from mambapoc.results import Timing
 
 
 def _exit_with_parent() -> None:
@@ -34,7 +36,8 @@ def _exit_with_parent() -> None:
 
 
 def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: dict) -> dict:
-    """Prefill, time to first token and greedy decoding of `new_tokens`, repeated."""
+    """Prefill, time to first token and greedy decoding of `new_tokens`, repeated; keyed by the fields
+    of `mambapoc.results.Cell` they fill."""
     ids = lm.as_ids(prompt_ids, batch)
     device = lm.device
 
@@ -56,13 +59,13 @@ def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: d
 
     with torch.inference_mode():
         s = repeat(once, cfg["warmup"], cfg["repeats"], cfg["min_time_s"])
-    prefill = summarize(s["prefill"])
-    decode_s_per_tok = summarize(s["decode"])["p50"] / new_tokens
+    prefill = Timing.of(s["prefill"])
+    decode_s_per_tok = Timing.of(s["decode"]).p50 / new_tokens
     tokens = len(prompt_ids) * batch
     return {
         "prefill_s": prefill,
-        "ttft_s": summarize(s["ttft"]),
-        "prefill_tok_s": tokens / prefill["p50"],
+        "ttft_s": Timing.of(s["ttft"]),
+        "prefill_tok_s": tokens / prefill.p50,
         "decode_ms_per_tok": decode_s_per_tok * 1000.0,
         "decode_tok_s": batch / decode_s_per_tok,
         "new_tokens": new_tokens,
@@ -70,25 +73,25 @@ def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: d
     }
 
 
-def run_cell(lm, cell: dict, records: list[dict], cfg: dict, mem: PeakMemory) -> dict:
+def run_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory) -> dict:
+    """The measured fields of one cell (names of `mambapoc.results.Cell` fields)."""
     from mambapoc.tasks import build_instances, score
 
-    task = cell["task"]
     mem.reset()
     instances = build_instances(
-        task["name"], records, lm.tokenizer, cell["length_tokens"],
-        n=cfg["instances"], seed=cfg["seed"], **task.get("options", {}),
+        cell.task.name, records, lm.tokenizer, cell.length_tokens,
+        n=cfg["instances"], seed=cfg["seed"], **cell.task.options,
     )
     out = measure_speed(lm, instances[0].prompt_ids, cfg["batch_size"], cfg["new_tokens"], cfg)
     t0 = time.perf_counter()
-    out["metrics"] = score(task["name"], lm, instances)
+    out["metrics"] = score(cell.task.name, lm, instances)
     out["score_s"] = time.perf_counter() - t0
     out.update(mem.read())
-    out["state_bytes"] = lm.state_bytes(cell["length_tokens"], cfg["batch_size"])
+    out["state_bytes"] = lm.state_bytes(cell.length_tokens, cfg["batch_size"])
     return out
 
 
-def main(spec: str, impl: str, cfg: dict, cells: list[dict], dataset_dir: str, queue) -> None:
+def main(spec: str, impl: str, cfg: dict, cells: list[Planned], dataset_dir: str, queue) -> None:
     _exit_with_parent()
     try:
         if cfg.get("threads"):
@@ -110,7 +113,7 @@ def main(spec: str, impl: str, cfg: dict, cells: list[dict], dataset_dir: str, q
         return
     queue.put(("ready", {**asdict(lm.info), "torch_threads": torch.get_num_threads()}))
     for cell in cells:
-        queue.put(("start", cell["cell_id"]))
+        queue.put(("start", cell.cell_id))
         try:
             result = {"status": "ok", "error": None, **run_cell(lm, cell, records, cfg, mem)}
         except UserError as e:
@@ -122,4 +125,4 @@ def main(spec: str, impl: str, cfg: dict, cells: list[dict], dataset_dir: str, q
                 result["traceback"] = traceback.format_exc(limit=6)
             if lm.device.type == "cuda":
                 torch.cuda.empty_cache()
-        queue.put(("cell", {"cell_id": cell["cell_id"], **result}))
+        queue.put(("cell", (cell.cell_id, result)))

@@ -20,20 +20,22 @@ def _lengths(values: list[int]) -> str:
     return ",".join(f"{v // 1024}k" if v % 1024 == 0 else str(v) for v in values)
 
 
-def _show_cells(cells: list[dict], run_dir: Path) -> None:
+def _show_cells(cells: list, run_dir: Path) -> None:
+    from rich.markup import escape
+
     from mambapoc.bench.display import cells_table
 
     console.print(cells_table(cells, title=f"Results: {run_dir}"))
-    failed = [c for c in cells if c["status"] != "ok"]
+    failed = [c for c in cells if not c.ok]
     if failed:
         console.print(f"[yellow]{len(failed)} cell(s) did not finish normally[/yellow]: "
-                      + "; ".join(f"{c['cell_id']} {c['status']}" for c in failed[:5]))
+                      + escape("; ".join(f"{c.cell_id} {c.status}" for c in failed[:5])))
 
 
 def _stopped(run_dir: Path, resume_hint: str) -> typer.Exit:
-    from mambapoc.bench.store import read_cells
+    from mambapoc.results import read_cells
 
-    n = len(read_cells(run_dir))
+    n = len(read_cells(run_dir).cells)
     console.print(f"\n[yellow]Stopped.[/yellow] {n} finished cells are saved in {run_dir}/results.jsonl.")
     console.print(f"Resume with: {resume_hint}")
     return typer.Exit(130)

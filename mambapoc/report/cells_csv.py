@@ -7,6 +7,7 @@ import io
 import json
 
 from mambapoc.report.load import Run, variant
+from mambapoc.results import Cell
 
 COLUMNS = (
     "cell_id", "model", "model_name", "family", "impl", "params", "task", "task_options", "noise_rate",
@@ -30,21 +31,20 @@ def render(run: Run) -> str:
     return buf.getvalue()
 
 
-def _flat(cell: dict) -> dict:
-    metrics = cell.get("metrics") or {}
-    ci = metrics.get("ci95") or [None, None]
-    row = {k: cell.get(k) for k in COLUMNS}
+def _flat(cell: Cell) -> dict:
+    ci = cell.metrics.get("ci95") or [None, None]
+    row = {k: getattr(cell, k, None) for k in COLUMNS}
     row.update(
-        task_options=json.dumps(cell.get("task_options") or {}, sort_keys=True, ensure_ascii=False),
+        task_options=json.dumps(cell.task_options, sort_keys=True, ensure_ascii=False),
         noise_rate=variant(cell).noise_rate,
-        prefill_p50_s=(cell.get("prefill_s") or {}).get("p50"),
-        prefill_p90_s=(cell.get("prefill_s") or {}).get("p90"),
-        ttft_p50_s=(cell.get("ttft_s") or {}).get("p50"),
-        accuracy=metrics.get("accuracy"),
+        prefill_p50_s=cell.prefill_s and cell.prefill_s.p50,
+        prefill_p90_s=cell.prefill_s and cell.prefill_s.p90,
+        ttft_p50_s=cell.ttft_s and cell.ttft_s.p50,
+        accuracy=cell.accuracy,
         ci95_lo=ci[0],
         ci95_hi=ci[1],
-        n=metrics.get("n"),
-        bits_per_byte=metrics.get("bits_per_byte"),
+        n=cell.metrics.get("n"),
+        bits_per_byte=cell.bits_per_byte,
     )
     return row
 

@@ -19,7 +19,8 @@ from mambapoc.report import fmt
 from mambapoc.report.findings import CALIBRATION_TARGET, Findings, Point, request_cost, wilson
 from mambapoc.report.fonts import japanese_font, matplotlib_family
 from mambapoc.report.i18n import Text
-from mambapoc.report.load import Model, Run, Variant, model_key, variant
+from mambapoc.report.load import Model, Run, Variant, variant
+from mambapoc.results import Cell
 
 DPI = 170
 WIDE = (7.6, 3.1)
@@ -144,7 +145,7 @@ def _figure_legend(fig: Figure, axes: list) -> None:
 
 
 def _all_lengths(run: Run) -> list[int]:
-    return sorted({int(c["length_tokens"]) for c in run.cells})
+    return sorted({c.length_tokens for c in run.cells})
 
 
 def speed(run: Run, findings: Findings, t: Text) -> bytes:
@@ -188,16 +189,16 @@ def accuracy(run: Run, variants: list[Variant], t: Text) -> bytes:
     nrows = -(-len(variants) // ncols)
     with _figure(t.lang, size=(7.6, 2.7 * nrows), nrows=nrows, ncols=ncols) as (fig, axes):
         for ax, v in zip(axes, variants, strict=False):
-            is_accuracy = any(c.get("metrics", {}) and "accuracy" in c["metrics"] for c in _cells_of(run, v))
+            is_accuracy = any(c.metrics and "accuracy" in c.metrics for c in _cells_of(run, v))
             chance = None
             for m in run.models:
-                cells = {int(c["length_tokens"]): c for c in _cells_of(run, v) if model_key(c) == m.key}
+                cells = {c.length_tokens: c for c in _cells_of(run, v) if c.key == m.key}
                 xs, ys, err = [], [], [[], []]
                 for n, c in sorted(cells.items()):
-                    if c["status"] != "ok":
-                        _mark_failed(ax, n, t.status(c["status"]), col[m.key], top=not is_accuracy)
+                    if not c.ok:
+                        _mark_failed(ax, n, t.status(c.status), col[m.key], top=not is_accuracy)
                         continue
-                    metrics = c.get("metrics") or {}
+                    metrics = c.metrics
                     y = metrics.get("accuracy") if is_accuracy else metrics.get("bits_per_byte")
                     if y is None:
                         continue
@@ -238,26 +239,26 @@ def _interval(metrics: dict, is_accuracy: bool) -> tuple[float, float]:
     return wilson(round(metrics["accuracy"] * n), n)
 
 
-def _cells_of(run: Run, v: Variant) -> list[dict]:
+def _cells_of(run: Run, v: Variant) -> list[Cell]:
     return [c for c in run.cells if variant(c) == v]
 
 
 def needle_heatmap(run: Run, v: Variant, t: Text) -> bytes:
     """Accuracy by needle depth (rows) and context length (columns), one panel per model."""
-    lengths = sorted({int(c["length_tokens"]) for c in _cells_of(run, v)})
+    lengths = sorted({c.length_tokens for c in _cells_of(run, v)})
     # Depths are the percentages as the task wrote them ("0", "12.5", "100"): sorted by value, looked up as text.
-    depths = sorted({d for c in _cells_of(run, v) for d in ((c.get("metrics") or {}).get("by_depth") or {})},
+    depths = sorted({d for c in _cells_of(run, v) for d in (c.metrics.get("by_depth") or {})},
                     key=float)
-    models = [m for m in run.models if any(model_key(c) == m.key for c in _cells_of(run, v))]
+    models = [m for m in run.models if any(c.key == m.key for c in _cells_of(run, v))]
     with _figure(t.lang, size=(7.6, 0.5 + 0.42 * max(3, len(depths))), ncols=len(models)) as (fig, axes):
         for ax, m in zip(axes, models, strict=True):
-            cells = {int(c["length_tokens"]): c for c in _cells_of(run, v) if model_key(c) == m.key}
+            cells = {c.length_tokens: c for c in _cells_of(run, v) if c.key == m.key}
             grid = [[float("nan")] * len(lengths) for _ in depths]
             for j, n in enumerate(lengths):
                 c = cells.get(n)
-                by_depth = ((c or {}).get("metrics") or {}).get("by_depth") or {}
+                by_depth = (c.metrics.get("by_depth") if c is not None else None) or {}
                 for i, d in enumerate(depths):
-                    if c is not None and c["status"] == "ok" and d in by_depth:
+                    if c is not None and c.ok and d in by_depth:
                         grid[i][j] = float(by_depth[d])
             image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
             for j, n in enumerate(lengths):
@@ -268,8 +269,8 @@ def needle_heatmap(run: Run, v: Variant, t: Text) -> bytes:
                         # White on the dark ends of the colour scale, black in the pale middle.
                         ink = "white" if value >= 0.8 or value <= 0.15 else "black"
                         ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=7, color=ink)
-                if c is not None and c["status"] != "ok":
-                    ax.text(j, (len(depths) - 1) / 2, t.status(c["status"]), ha="center", va="center",
+                if c is not None and not c.ok:
+                    ax.text(j, (len(depths) - 1) / 2, t.status(c.status), ha="center", va="center",
                             fontsize=8, color=_FAILED)
             ax.set_xticks(range(len(lengths)), [fmt.tokens(n) for n in lengths])
             ax.set_yticks(range(len(depths)), [f"{d}%" for d in depths])
@@ -330,15 +331,15 @@ def noise(run: Run, noisy: list[Variant], t: Text) -> bytes:
             for m in run.models:
                 for which, style, suffix in ((v.clean, "-", ""), (v, "--", t("chart_noisy_suffix",
                                                                            rate=f"{v.noise_rate:.0%}"))):
-                    points = {int(c["length_tokens"]): c for c in _cells_of(run, which) if model_key(c) == m.key}
-                    ok = sorted((n, c["metrics"]["accuracy"]) for n, c in points.items()
-                                if c["status"] == "ok" and (c.get("metrics") or {}).get("accuracy") is not None)
+                    points = {c.length_tokens: c for c in _cells_of(run, which) if c.key == m.key}
+                    ok = sorted((n, c.metrics["accuracy"]) for n, c in points.items()
+                                if c.ok and c.metrics.get("accuracy") is not None)
                     if ok:
                         ax.plot(*zip(*ok, strict=True), linestyle=style, marker="o", markersize=4,
                                 color=col[m.key], label=m.name + suffix)
                     for n, c in points.items():
-                        if c["status"] != "ok":
-                            _mark_failed(ax, n, t.status(c["status"]), col[m.key], top=False)
+                        if not c.ok:
+                            _mark_failed(ax, n, t.status(c.status), col[m.key], top=False)
             ax.set_ylim(-0.02, 1.05)
             ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:.0%}"))
             ax.set_title(t.variant(v.clean), loc="left")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mambapoc import results
 from mambapoc.report import charts, fmt
 from mambapoc.report.document import Bullets, Cell, Figure, Paragraph, Section, Subheading, Table
 from mambapoc.report.findings import (
@@ -20,7 +21,7 @@ from mambapoc.report.findings import (
     request_cost,
 )
 from mambapoc.report.i18n import Text
-from mambapoc.report.load import Run, Variant, model_key, variant
+from mambapoc.report.load import Run, Variant, variant
 from mambapoc.report.summary import break_even_text, cost_basis, faster, less_memory, repeats
 
 
@@ -99,15 +100,15 @@ def _is_accuracy_task(run: Run, v: Variant) -> bool:
     return any(has_accuracy(c) for c in run.cells if variant(c) == v)
 
 
-def _cells(run: Run, v: Variant) -> dict[tuple[str, int], dict]:
-    return {(model_key(c), int(c["length_tokens"])): c for c in run.cells if variant(c) == v}
+def _cells(run: Run, v: Variant) -> dict[tuple[str, int], results.Cell]:
+    return {(c.key, c.length_tokens): c for c in run.cells if variant(c) == v}
 
 
 def _accuracy_text(cell: dict | None, t: Text) -> Cell:
     if cell is None:
         return Cell(t("not_run"))
-    if cell["status"] != "ok":
-        return Cell(t.status(cell["status"]), failed=True)
+    if not cell.ok:
+        return Cell(t.status(cell.status), failed=True)
     if not has_accuracy(cell):
         return Cell("–")
     p = proportion([cell])
@@ -135,7 +136,7 @@ def accuracy(run: Run, f: Findings, t: Text) -> Section:
 
 
 def _has_by_depth(run: Run, v: Variant) -> bool:
-    return any((c.get("metrics") or {}).get("by_depth") for c in run.cells if variant(c) == v)
+    return any(c.metrics.get("by_depth") for c in run.cells if variant(c) == v)
 
 
 def _accuracy_table(run: Run, f: Findings, t: Text, variants: list[Variant]) -> list:
@@ -176,10 +177,10 @@ def _continuation_table(run: Run, t: Text, variants: list[Variant]) -> list:
                 c = cells.get((m.key, n))
                 if c is None:
                     row.append(Cell(t("not_run")))
-                elif c["status"] != "ok":
-                    row.append(Cell(t.status(c["status"]), failed=True))
+                elif not c.ok:
+                    row.append(Cell(t.status(c.status), failed=True))
                 else:
-                    row.append(Cell(_or_dash((c.get("metrics") or {}).get("bits_per_byte"), lambda x: f"{x:.3f}")))
+                    row.append(Cell(_or_dash(c.metrics.get("bits_per_byte"), lambda x: f"{x:.3f}")))
             rows.append(row)
         headers = [t("col_length")] + [m.name for m in run.models]
         blocks.append(Table(headers, rows, caption=t("continuation_caption", task=t.variant(v))))
@@ -259,17 +260,17 @@ def _beyond_trained(run: Run, t: Text) -> list:
     headers = [t("col_model"), t("col_length"), t("col_beyond"), t("col_accuracy_pooled"), t("col_bits_per_byte")]
     rows = []
     for m in known:
-        lengths = sorted({int(c["length_tokens"]) for c in run.cells if model_key(c) == m.key})
+        lengths = sorted({c.length_tokens for c in run.cells if c.key == m.key})
         for n in lengths:
-            at = [c for c in run.cells if model_key(c) == m.key and int(c["length_tokens"]) == n
+            at = [c for c in run.cells if c.key == m.key and c.length_tokens == n
                   and variant(c).noise_rate == 0]
             scored = [c for c in at if has_accuracy(c)]
             pooled = fmt.percent(proportion(scored).value) if scored else "–"
-            bpb = [c["metrics"]["bits_per_byte"] for c in at
-                   if c["status"] == "ok" and (c.get("metrics") or {}).get("bits_per_byte") is not None]
-            failed = [c for c in at if c["status"] != "ok"]
+            bpb = [c.metrics["bits_per_byte"] for c in at
+                   if c.ok and c.metrics.get("bits_per_byte") is not None]
+            failed = [c for c in at if not c.ok]
             if failed and not scored:
-                pooled_cell = Cell(", ".join(sorted({t.status(c["status"]) for c in failed})), failed=True)
+                pooled_cell = Cell(", ".join(sorted({t.status(c.status) for c in failed})), failed=True)
             else:
                 pooled_cell = Cell(pooled)
             rows.append([Cell(m.name), Cell(fmt.tokens(n)), Cell(t("yes") if n > m.trained_length else t("no")),
@@ -277,11 +278,11 @@ def _beyond_trained(run: Run, t: Text) -> list:
     blocks.append(Table(headers, rows, label_columns=3, caption=t("trained_table_caption")))
     curves = {}
     for m in run.models:
-        ok = [c for c in run.cells if model_key(c) == m.key and c["status"] == "ok"
-              and (c.get("metrics") or {}).get("loss_by_position")]
+        ok = [c for c in run.cells if c.key == m.key and c.ok
+              and c.metrics.get("loss_by_position")]
         if ok:
-            longest = max(ok, key=lambda c: int(c["length_tokens"]))
-            curves[m.key] = [(float(p), float(loss)) for p, loss in longest["metrics"]["loss_by_position"]]
+            longest = max(ok, key=lambda c: c.length_tokens)
+            curves[m.key] = [(float(p), float(loss)) for p, loss in longest.metrics["loss_by_position"]]
     if curves:
         blocks.append(Figure(charts.loss_by_position(run, curves, t), t("loss_caption")))
     return blocks

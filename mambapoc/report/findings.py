@@ -8,7 +8,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from mambapoc.report.load import Model, Run, Variant, model_key, variant
+from mambapoc.report.load import Model, Run, Variant, variant
+from mambapoc.results import Cell
 
 # A drop in accuracy larger than this is treated as material. A policy choice, not a measurement: the report
 # states it next to every verdict that depends on it.
@@ -186,15 +187,14 @@ def wilson(correct: int, n: int) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def proportion(cells: list[dict]) -> Proportion:
+def proportion(cells: list[Cell]) -> Proportion:
     """Pooled correct answers over cells; accuracies are stored as fractions of `n`."""
-    correct = sum(round(c["metrics"]["accuracy"] * c["metrics"]["n"]) for c in cells)
-    return Proportion(correct, sum(int(c["metrics"]["n"]) for c in cells))
+    correct = sum(round(c.accuracy * c.answers) for c in cells)
+    return Proportion(correct, sum(c.answers for c in cells))
 
 
-def has_accuracy(cell: dict) -> bool:
-    metrics = cell.get("metrics") or {}
-    return cell["status"] == "ok" and metrics.get("accuracy") is not None and bool(metrics.get("n"))
+def has_accuracy(cell: Cell) -> bool:
+    return cell.ok and cell.accuracy is not None and cell.answers > 0
 
 
 def pick_pair(run: Run) -> tuple[Model | None, Model | None]:
@@ -205,36 +205,36 @@ def pick_pair(run: Run) -> tuple[Model | None, Model | None]:
 
 
 def profile(run: Run, model: Model) -> dict[int, Point]:
-    by_length: dict[int, list[dict]] = {}
+    by_length: dict[int, list[Cell]] = {}
     for cell in run.cells:
-        if model_key(cell) == model.key:
-            by_length.setdefault(int(cell["length_tokens"]), []).append(cell)
+        if cell.key == model.key:
+            by_length.setdefault(cell.length_tokens, []).append(cell)
     return {length: _point(length, cells) for length, cells in sorted(by_length.items())}
 
 
-def failure_status(cells: list[dict]) -> str:
-    return "/".join(sorted({c["status"] for c in cells if c["status"] != "ok"}))
+def failure_status(cells: list[Cell]) -> str:
+    return "/".join(sorted({c.status for c in cells if not c.ok}))
 
 
-def _point(length: int, cells: list[dict]) -> Point:
-    ok = [c for c in cells if c["status"] == "ok"]
-    state = _median(c.get("state_bytes") for c in cells)
+def _point(length: int, cells: list[Cell]) -> Point:
+    ok = [c for c in cells if c.ok]
+    state = _median(c.state_bytes for c in cells)
     if not ok:
         return Point(length, failure_status(cells), state_bytes=state)
     return Point(
         length,
         "ok",
         n_cells=len(ok),
-        prefill_s=_median((c.get("prefill_s") or {}).get("p50") for c in ok),
-        ttft_s=_median((c.get("ttft_s") or {}).get("p50") for c in ok),
-        decode_ms=_median(c.get("decode_ms_per_tok") for c in ok),
-        prefill_tok_s=_median(c.get("prefill_tok_s") for c in ok),
-        decode_tok_s=_median(c.get("decode_tok_s") for c in ok),
-        peak_mem=_median(c.get("peak_mem_bytes") for c in ok),
-        mem_kind=next((c["mem_kind"] for c in ok if c.get("mem_kind")), None),
+        prefill_s=_median((c.prefill_s and c.prefill_s.p50) for c in ok),
+        ttft_s=_median((c.ttft_s and c.ttft_s.p50) for c in ok),
+        decode_ms=_median(c.decode_ms_per_tok for c in ok),
+        prefill_tok_s=_median(c.prefill_tok_s for c in ok),
+        decode_tok_s=_median(c.decode_tok_s for c in ok),
+        peak_mem=_median(c.peak_mem_bytes for c in ok),
+        mem_kind=next((c.mem_kind for c in ok if c.mem_kind), None),
         state_bytes=state,
-        cost_in_1m=_median(c.get("cost_usd_per_1m_input") for c in ok),
-        cost_out_1m=_median(c.get("cost_usd_per_1m_output") for c in ok),
+        cost_in_1m=_median(c.cost_usd_per_1m_input for c in ok),
+        cost_out_1m=_median(c.cost_usd_per_1m_output for c in ok),
     )
 
 
@@ -246,7 +246,7 @@ def _median(values) -> float | None:
 def compute(run: Run) -> Findings:
     mamba, transformer = pick_pair(run)
     profiles = {m.key: profile(run, m) for m in run.models}
-    failures = tuple(c for c in run.cells if c["status"] != "ok")
+    failures = tuple(c for c in run.cells if not c.ok)
     calibration = {m.key: calibration_of(run, m) for m in run.models}
     if mamba is None or transformer is None:
         return Findings(
@@ -271,10 +271,10 @@ def compute(run: Run) -> Findings:
 
 def _accuracy(run: Run, mamba: Model, transformer: Model) -> Accuracy | None:
     """Pooled over every clean (noise-free) task variant and length that both models finished."""
-    by_key: dict[tuple[Variant, int], dict[str, dict]] = {}
+    by_key: dict[tuple[Variant, int], dict[str, Cell]] = {}
     for cell in run.cells:
         if has_accuracy(cell) and variant(cell).noise_rate == 0:
-            by_key.setdefault((variant(cell), int(cell["length_tokens"])), {})[model_key(cell)] = cell
+            by_key.setdefault((variant(cell), cell.length_tokens), {})[cell.key] = cell
     pairs = sorted(k for k, cells in by_key.items() if mamba.key in cells and transformer.key in cells)
     if not pairs:
         return None
@@ -287,7 +287,7 @@ def _accuracy(run: Run, mamba: Model, transformer: Model) -> Accuracy | None:
 
 def _new_tokens(run: Run) -> int:
     workload = run.config.get("workload") or {}
-    from_cells = next((c["new_tokens"] for c in run.cells if c.get("new_tokens")), 0)
+    from_cells = next((c.new_tokens for c in run.cells if c.new_tokens), 0)
     return int(workload.get("new_tokens") or run.config.get("new_tokens") or from_cells)
 
 
@@ -370,8 +370,8 @@ def calibration_pairs(run: Run, model: Model) -> list[tuple[float, int]]:
     return [
         (float(conf), int(correct))
         for cell in run.cells
-        if model_key(cell) == model.key and has_accuracy(cell) and variant(cell).noise_rate == 0
-        for conf, correct in (cell["metrics"].get("calibration") or [])
+        if cell.key == model.key and has_accuracy(cell) and variant(cell).noise_rate == 0
+        for conf, correct in (cell.metrics.get("calibration") or [])
     ]
 
 

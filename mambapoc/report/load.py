@@ -10,14 +10,14 @@ import yaml
 
 from mambapoc.errors import UserError
 from mambapoc.ingest.dataset import RECORDS, load_records
+from mambapoc.results import RESULTS, Cell, read_cells
 
-_REQUIRED = ("model", "task", "length_tokens", "status")
 _SAMPLE_COUNT = 5
 
 
 @dataclass(frozen=True)
 class Model:
-    key: str  # the spec, with "@impl" when another implementation than ours ran it (see `model_key`)
+    key: str  # as in the cells: the spec, or SPEC@hf for transformers' run of a Mamba checkpoint
     spec: str
     name: str
     family: str
@@ -34,14 +34,13 @@ class Run:
     env: dict
     models: list[Model]
     dataset: dict | None
-    cells: list[dict]
+    cells: list[Cell]
     unreadable_lines: int
     samples: list[dict]
 
-    def model_name(self, cell: dict) -> str:
+    def model_name(self, cell: Cell) -> str:
         """The name of a cell's model as the report's model table shows it."""
-        key = model_key(cell)
-        return next((m.name for m in self.models if m.key == key), cell.get("model_name") or cell["model"])
+        return next((m.name for m in self.models if m.key == cell.key), cell.model_name or cell.model)
 
 
 @dataclass(frozen=True, order=True)
@@ -60,26 +59,20 @@ class Variant:
         return Variant(self.task, tuple(kv for kv in self.options if kv[0] != "noise_rate"))
 
 
-def model_key(cell_or_model: dict) -> str:
-    """Which model a cell or models.json entry is: one checkpoint run by two implementations (ours and
-    transformers') is two models here, as in the run's cell ids."""
-    spec, impl = cell_or_model["spec" if "spec" in cell_or_model else "model"], cell_or_model.get("impl")
-    return spec if impl in (None, "ours") else f"{spec}@{impl}"
-
-
-def variant(cell: dict) -> Variant:
-    options = cell.get("task_options") or {}
-    return Variant(cell["task"], tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in options.items())))
+def variant(cell: Cell) -> Variant:
+    options = cell.task_options
+    return Variant(cell.task, tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in options.items())))
 
 
 def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
-    results = run_dir / "results.jsonl"
+    results = run_dir / RESULTS
     if not results.is_file():
         raise UserError(f"{results} is missing: is {run_dir} a run directory written by `mambapoc compare`?")
-    cells, unreadable = _read_cells(results)
+    found = read_cells(run_dir)
+    cells, unreadable = found.cells, found.unreadable
     if not cells:
         raise UserError(f"{results} has no finished cells yet: nothing to report")
     config = _read_yaml(run_dir / "config.yaml") or {}
@@ -98,31 +91,6 @@ def load_run(run_dir: Path) -> Run:
     )
 
 
-def _read_cells(path: Path) -> tuple[list[dict], int]:
-    """Cells by id, the last write of an id winning. A line that does not parse is counted, not fatal: an
-    interrupted run leaves a torn last line, and a resumed run appends after it."""
-    by_id: dict[str, dict] = {}
-    unreadable = 0
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                cell = json.loads(line)
-            except json.JSONDecodeError:
-                unreadable += 1
-                continue
-            if not isinstance(cell, dict):
-                unreadable += 1
-                continue
-            missing = [k for k in _REQUIRED if cell.get(k) is None]
-            if missing:
-                raise UserError(f"{path} line {number}: cell lacks {', '.join(missing)}")
-            cell_id = cell.get("cell_id") or f"{cell['model']}|{cell['task']}|{cell['length_tokens']}|{number}"
-            by_id[cell_id] = cell
-    return list(by_id.values()), unreadable
-
-
 def _read_yaml(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -133,26 +101,26 @@ def _read_yaml(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _models(path: Path, cells: list[dict]) -> list[Model]:
+def _models(path: Path, cells: list[Cell]) -> list[Model]:
     """Models in the order the run listed them; models.json where present, else what the cells say."""
     listed = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    by_key = {model_key(m): m for m in listed if isinstance(m, dict) and m.get("spec")}
-    first_cell: dict[str, dict] = {}
+    by_key = {m.get("key") or m["spec"]: m for m in listed if isinstance(m, dict) and m.get("spec")}
+    first_cell: dict[str, Cell] = {}
     for cell in cells:
-        first_cell.setdefault(model_key(cell), cell)
-        by_key.setdefault(model_key(cell), {"spec": cell["model"]})
+        first_cell.setdefault(cell.key, cell)
+        by_key.setdefault(cell.key, {"spec": cell.model})
     models = []
     for key, m in by_key.items():
-        cell = first_cell.get(key, {})
+        cell = first_cell.get(key)
         models.append(
             Model(
                 key=key,
                 spec=m["spec"],
-                name=m.get("name") or cell.get("model_name") or m["spec"],
-                family=m.get("family") or cell.get("family") or "unknown",
-                impl=m.get("impl") or cell.get("impl"),
-                params=m.get("params") or cell.get("params"),
-                trained_length=m.get("trained_length") or cell.get("trained_length"),
+                name=m.get("name") or (cell and cell.model_name) or m["spec"],
+                family=m.get("family") or (cell and cell.family) or "unknown",
+                impl=m.get("impl") or (cell and cell.impl),
+                params=m.get("params") or (cell and cell.params),
+                trained_length=m.get("trained_length") or (cell and cell.trained_length),
                 description=m.get("description"),
             )
         )

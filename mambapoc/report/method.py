@@ -3,6 +3,7 @@ and next steps that follow from it, and an appendix with sample records and ever
 
 from __future__ import annotations
 
+from mambapoc import results
 from mambapoc.report import fmt
 from mambapoc.report.document import Bullets, Cell, Code, Paragraph, Section, Subheading, Table
 from mambapoc.report.findings import (
@@ -14,7 +15,7 @@ from mambapoc.report.findings import (
     has_accuracy,
 )
 from mambapoc.report.i18n import Text
-from mambapoc.report.load import Run, model_key, variant
+from mambapoc.report.load import Run, variant
 from mambapoc.report.summary import batch_size, device_name, repeats
 
 _SAMPLE_CHARS = 300
@@ -44,8 +45,8 @@ def method(run: Run, f: Findings, t: Text) -> Section:
     blocks.append(Subheading(t("failed_heading")))
     if f.failures:
         rows = [[Cell(run.model_name(c)), Cell(t.variant(variant(c))),
-                 Cell(fmt.tokens(int(c["length_tokens"]))), Cell(t.status(c["status"]), failed=True),
-                 Cell(c.get("error") or t("no_reason"))] for c in f.failures]
+                 Cell(fmt.tokens(c.length_tokens)), Cell(t.status(c.status), failed=True),
+                 Cell(c.error or t("no_reason"))] for c in f.failures]
         headers = [t("col_model"), t("col_task"), t("col_length"), t("col_status"), t("col_reason")]
         blocks.append(Table(headers, rows, label_columns=5))
     else:
@@ -125,9 +126,9 @@ def _dataset(run: Run, t: Text) -> list:
 
 def _settings(run: Run, t: Text) -> Table:
     cfg = run.config
-    lengths = ", ".join(fmt.tokens(n) for n in sorted({int(c["length_tokens"]) for c in run.cells}))
+    lengths = ", ".join(fmt.tokens(n) for n in sorted({c.length_tokens for c in run.cells}))
     tasks = ", ".join(t.variant(v) for v in sorted({variant(c) for c in run.cells}))
-    mem_kinds = sorted({c["mem_kind"] for c in run.cells if c.get("mem_kind")})
+    mem_kinds = sorted({c.mem_kind for c in run.cells if c.mem_kind})
     return _pairs([
         (t("set_lengths"), lengths),
         (t("set_tasks"), tasks),
@@ -150,10 +151,10 @@ def caveats(run: Run, f: Findings, t: Text) -> Section:
         items.append(t("caveat_accuracy_n", n=fmt.count(f.accuracy.difference.mamba.n),
                        half=f"{(hi - lo) * 50:.1f}"))
     beyond = sorted({m.name for m in run.models if m.trained_length
-                     for c in run.cells if model_key(c) == m.key and int(c["length_tokens"]) > m.trained_length})
+                     for c in run.cells if c.key == m.key and c.length_tokens > m.trained_length})
     if beyond:
         items.append(t("caveat_beyond_trained", models=", ".join(beyond)))
-    if any(c.get("mem_kind") == "rss_delta" for c in run.cells):
+    if any(c.mem_kind == "rss_delta" for c in run.cells):
         items.append(t("caveat_rss"))
     if f.cost is not None and f.cost.mamba.basis != "measured":
         items.append(t("caveat_workload", length=fmt.tokens(f.cost.length), basis=t(f"basis_word_{f.cost.mamba.basis}")))
@@ -191,26 +192,26 @@ def appendix(run: Run, t: Text) -> Section:
                t("col_peak_memory"), t("col_result"), t("col_wall")]
     rows = []
     for c in run.cells:
-        ok = c["status"] == "ok"
+        ok = c.ok
         rows.append([
             Cell(run.model_name(c)),
             Cell(t.variant(variant(c))),
-            Cell(fmt.tokens(int(c["length_tokens"]))),
-            Cell(t.status(c["status"]) if not ok else "ok", failed=not ok),
-            Cell(fmt.seconds(c["prefill_s"]["p50"]) if ok and c.get("prefill_s") else "–"),
-            Cell(fmt.ms(c["decode_ms_per_tok"]) if ok and c.get("decode_ms_per_tok") else "–"),
-            Cell(fmt.size(c["peak_mem_bytes"]) if ok and c.get("peak_mem_bytes") else "–"),
+            Cell(fmt.tokens(c.length_tokens)),
+            Cell(t.status(c.status) if not ok else "ok", failed=not ok),
+            Cell(fmt.seconds(c.prefill_s.p50) if ok and c.prefill_s else "–"),
+            Cell(fmt.ms(c.decode_ms_per_tok) if ok and c.decode_ms_per_tok else "–"),
+            Cell(fmt.size(c.peak_mem_bytes) if ok and c.peak_mem_bytes else "–"),
             Cell(_result(c)),
-            Cell(f"{c['wall_s']:.0f} s" if c.get("wall_s") is not None else "–"),
+            Cell(f"{c.wall_s:.0f} s" if c.wall_s is not None else "–"),
         ])
     blocks.append(Table(headers, rows, label_columns=4))
     return Section("appendix", t("sec_appendix"), blocks)
 
 
-def _result(cell: dict) -> str:
-    metrics = cell.get("metrics") or {}
+def _result(cell: results.Cell) -> str:
+    metrics = cell.metrics
     if has_accuracy(cell):
         return fmt.percent(metrics["accuracy"])
-    if cell["status"] == "ok" and metrics.get("bits_per_byte") is not None:
+    if cell.ok and metrics.get("bits_per_byte") is not None:
         return f"{metrics['bits_per_byte']:.3f} bpb"
     return "–"

@@ -67,7 +67,7 @@ def compose(run: Run, f: findings.Findings, t: Text) -> Document:
     dataset = (run.dataset or {}).get("name") or (run.config.get("dataset") or {}).get("name")
     title = t("title", dataset=dataset) if dataset else t("title_no_dataset")
     pair = [m.name for m in (f.mamba, f.transformer) if m is not None] or [m.name for m in run.models]
-    started = sorted(c["started_at"] for c in run.cells if c.get("started_at"))
+    started = sorted(c.started_at for c in run.cells if c.started_at)
     subtitle = t("subtitle", models=" vs ".join(pair), device=summary.device_name(run),
                  date=started[0][:10] if started else "?")
     footer = t("footer", version=__version__, run=run.path.resolve().name)

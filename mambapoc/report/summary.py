@@ -8,6 +8,7 @@ from mambapoc.report.document import Callout, Card, Cards, Paragraph, Section
 from mambapoc.report.findings import ACCURACY_MARGIN, CALIBRATION_TARGET, Cost, CostAt, Findings
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Model, Run, variant
+from mambapoc.results import Cell
 
 _TONES = {"switch": "positive", "switch_long": "positive", "keep": "negative", "more_evidence": "neutral"}
 
@@ -134,16 +135,16 @@ def _condition(code: str, run: Run, f: Findings, t: Text) -> str:
 
 def repeats(run: Run) -> int | str:
     """Timing repeats per cell: as configured, else as the cells counted them."""
-    counted = max(((c.get("prefill_s") or {}).get("n") or 0 for c in run.cells), default=0)
+    counted = max(((c.prefill_s and c.prefill_s.n) or 0 for c in run.cells), default=0)
     return run.config.get("repeats") or counted or "?"
 
 
 def batch_size(run: Run) -> int | str:
-    return run.config.get("batch_size") or next((c["batch_size"] for c in run.cells if c.get("batch_size")), "?")
+    return run.config.get("batch_size") or next((c.batch_size for c in run.cells if c.batch_size), "?")
 
 
 def device_name(run: Run) -> str:
-    names = sorted({c.get("device_name") or c.get("device") or "" for c in run.cells} - {""})
+    names = sorted({c.device_name or c.device or "" for c in run.cells} - {""})
     return ", ".join(names) or (run.config.get("pricing") or {}).get("device_name") or "?"
 
 
@@ -200,12 +201,12 @@ def _cost_card(f: Findings, t: Text) -> Card:
 
 def _context(run: Run, f: Findings, t: Text) -> str:
     cfg = run.config
-    lengths = ", ".join(fmt.tokens(n) for n in sorted({int(c["length_tokens"]) for c in run.cells}))
-    dtype = cfg.get("dtype") or next((c["dtype"] for c in run.cells if c.get("dtype")), "?")
+    lengths = ", ".join(fmt.tokens(n) for n in sorted({c.length_tokens for c in run.cells}))
+    dtype = cfg.get("dtype") or next((c.dtype for c in run.cells if c.dtype), "?")
     text = t("context", device=device_name(run), dtype=dtype, batch=batch_size(run), repeats=repeats(run),
              lengths=lengths, cells=len(run.cells))
     if f.failures:
-        listed = "; ".join(_cell_label(run, c, t) + f": {t.status(c['status'])}" for c in f.failures)
+        listed = "; ".join(_cell_label(run, c, t) + f": {t.status(c.status)}" for c in f.failures)
         text += " " + t("context_failed", count=len(f.failures), cells=listed)
     else:
         text += " " + t("context_all_ok")
@@ -218,5 +219,5 @@ def _model_label(m: Model, t: Text) -> str:
     return f"{m.name} ({t('params', count=fmt.params(m.params))})" if m.params else m.name
 
 
-def _cell_label(run: Run, c: dict, t: Text) -> str:
-    return f"{run.model_name(c)} · {t.variant(variant(c))} · {fmt.tokens(int(c['length_tokens']))}"
+def _cell_label(run: Run, c: Cell, t: Text) -> str:
+    return f"{run.model_name(c)} · {t.variant(variant(c))} · {fmt.tokens(c.length_tokens)}"

@@ -1,0 +1,65 @@
+"""What a comparison will run: one planned cell per model run × length × task, in the order it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mambapoc.bench.config import CompareConfig
+from mambapoc.results import model_key
+from mambapoc.tasks.spec import TaskSpec
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One cell to measure: which model (and implementation), which task, at which length."""
+
+    model: str
+    impl: str
+    cross_check: bool
+    task: TaskSpec
+    length_tokens: int
+
+    @property
+    def key(self) -> str:
+        return model_key(self.model, self.cross_check)
+
+    @property
+    def cell_id(self) -> str:
+        # The same id as the finished `Cell` it becomes.
+        return f"{self.key}|{self.task.key}|{self.length_tokens}"
+
+
+@dataclass
+class Plan:
+    """Every cell of the run, model by model, short lengths first; `done` holds the ids already finished."""
+
+    cells: list[Planned]
+    done: set[str] = field(default_factory=set)
+
+    def todo(self, spec: str, impl: str) -> list[Planned]:
+        return [c for c in self.cells if (c.model, c.impl) == (spec, impl) and c.cell_id not in self.done]
+
+
+def model_runs(cfg: CompareConfig) -> list[tuple[str, str]]:
+    """(spec, impl) pairs: a Mamba checkpoint may run on our code, transformers' code (a cross-check,
+    keyed `SPEC@hf`), or both; every other model runs on transformers."""
+    runs = []
+    for spec in cfg.models:
+        impls = {"ours": ["ours"], "hf": ["hf"], "both": ["ours", "hf"]}[cfg.mamba_impl] if is_mamba(spec) else ["hf"]
+        runs += [(spec, impl) for impl in impls]
+    return runs
+
+
+def is_mamba(spec: str) -> bool:
+    from mambapoc.models.registry import read_config, resolve
+
+    return read_config(resolve(spec)).get("model_type") == "mamba"
+
+
+def plan(cfg: CompareConfig) -> Plan:
+    cells = []
+    for spec, impl in model_runs(cfg):
+        cross_check = impl == "hf" and cfg.mamba_impl != "ours" and is_mamba(spec)
+        cells += [Planned(spec, impl, cross_check, task, length)
+                  for length in sorted(cfg.lengths) for task in cfg.tasks]
+    return Plan(cells)
