@@ -13,7 +13,8 @@ from mambapoc.cli.app import app
 def doctor() -> None:
     """Report the environment: torch version, device and GPU, Triton, the scan backend that will be
     used, CPU threads, and whether Japanese report fonts are available."""
-    from mambapoc import envinfo
+    from mambapoc import envinfo, resources
+    from mambapoc.models.registry import bundled_names
     from mambapoc.report.fonts import japanese_font
 
     info = envinfo.collect()
@@ -35,6 +36,8 @@ def doctor() -> None:
     if info["scan_backend_cuda"]:
         rows.append(("scan backend on GPU", info["scan_backend_cuda"]))
     rows.append(("Japanese font", jp.name if jp else "none found: `--lang ja` charts would show boxes"))
+    rows.append(("bundled models", f"{', '.join(bundled_names()) or 'none'} (in {resources.models_dir()})"))
+    rows.append(("bundled recipes", ", ".join(resources.bundled_recipes()) or "none"))
     for k, v in rows:
         table.add_row(k, str(v))
     Console().print(table)

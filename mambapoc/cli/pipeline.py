@@ -13,6 +13,7 @@ from mambapoc.errors import UserError
 
 console = Console(stderr=True)
 D = CompareConfig()  # the defaults, written once, shown in the help
+DEMO = Path("demo")  # the bundled recipe `mambapoc demo` runs
 _SET_HELP = "Change a recipe field before it runs, e.g. --set compare.lengths=[512,1k] (repeatable)."
 
 
@@ -41,39 +42,38 @@ def _stopped(run_dir: Path, resume_hint: str) -> typer.Exit:
     return typer.Exit(130)
 
 
+def _opt(help_text: str, default: object = None):
+    """An option left unset unless given (CompareConfig fills in the rest); its help shows the default."""
+    return typer.Option(None, help=help_text, show_default=str(default) if default is not None else False)
+
+
 @app.command()
 def compare(
-    dataset: str = typer.Option(None, help=f"Dataset name (under the data dir) or dataset directory. [default: {D.dataset}]"),
-    models: str = typer.Option(
-        None, help="Comma-separated model specs: bundled:NAME, a Hugging Face id, or a local checkpoint directory. "
-        f"[default: {','.join(D.models)}]",
-    ),
-    lengths: str = typer.Option(None, help=f"Prompt lengths in tokens; 1k = 1024, 64k = 65536. [default: {_lengths(D.lengths)}]"),
-    tasks: str = typer.Option(
-        None, help="Comma-separated tasks, options in brackets: needle, fewshot-classify\\[symbol_labels=true]. "
-        f"See `mambapoc tasks list`. [default: {','.join(t.key for t in D.tasks)}]",
-    ),
-    device: str = typer.Option(None, help=f"auto (GPU if present), cpu or cuda. [default: {D.device}]"),
-    dtype: str = typer.Option(None, help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16. "
-                              f"[default: {D.dtype}]"),
-    batch_size: int = typer.Option(None, help=f"Prompts per forward pass (the same prompt repeated). [default: {D.batch_size}]"),
-    new_tokens: int = typer.Option(None, help=f"Tokens decoded greedily after each prompt to time decoding. [default: {D.new_tokens}]"),
-    repeats: int = typer.Option(None, help=f"Minimum measured repetitions per cell (after warmup). [default: {D.repeats}]"),
-    min_time: float = typer.Option(None, help=f"Minimum seconds of measured repetitions per cell. [default: {D.min_time_s:g}]"),
-    warmup: int = typer.Option(None, help=f"Unmeasured repetitions before timing. [default: {D.warmup}]"),
-    instances: int = typer.Option(None, help=f"Task instances scored per cell (accuracy and its interval). [default: {D.instances}]"),
-    cell_timeout: float = typer.Option(None, help="Seconds a cell may run before it is recorded as a timeout. "
-                                       f"[default: {D.cell_timeout_s:g}]"),
-    memory_limit: str = typer.Option(None, help="Cap each worker's extra memory (e.g. 8GB) to emulate a "
-                                     "smaller machine; cells that need more are recorded as OOM."),
-    threads: int = typer.Option(None, help="CPU threads per worker (default: torch's default)."),
-    mamba_impl: str = typer.Option(None, help=f"Run Mamba checkpoints on ours, hf (transformers), or both. [default: {D.mamba_impl}]"),
-    seed: int = typer.Option(None, help=f"Seed for task sampling. [default: {D.seed}]"),
-    pricing: Path = typer.Option(None, help="YAML file of device-hour prices (default: the bundled recipes/pricing.yaml)."),
-    price_per_hour: float = typer.Option(None, help="Price of one device-hour in USD (instead of a pricing file)."),
-    requests_per_day: int = typer.Option(None, help=f"Workload for the monthly cost estimate. [default: {D.requests_per_day}]"),
-    workload_length: str = typer.Option(None, help="Prompt length of that workload (default: longest length)."),
-    data_dir: Path = typer.Option(None, help="Where datasets live (default $MAMBAPOC_DATA_DIR or ./data)."),
+    dataset: str = _opt("Dataset name (under the data dir) or dataset directory.", D.dataset),
+    models: str = _opt("Comma-separated model specs: bundled:NAME, a Hugging Face id, or a local checkpoint "
+                       "directory.", ",".join(D.models)),
+    lengths: str = _opt("Prompt lengths in tokens; 1k = 1024, 64k = 65536.", _lengths(D.lengths)),
+    tasks: str = _opt("Comma-separated tasks, options in brackets: needle, fewshot-classify\\[symbol_labels=true]. "
+                      "See `mambapoc tasks list`.", ",".join(t.key for t in D.tasks)),
+    device: str = _opt("auto (GPU if present), cpu or cuda.", D.device),
+    dtype: str = _opt("auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16.", D.dtype),
+    batch_size: int = _opt("Prompts per forward pass (the same prompt repeated).", D.batch_size),
+    new_tokens: int = _opt("Tokens decoded greedily after each prompt to time decoding.", D.new_tokens),
+    repeats: int = _opt("Minimum measured repetitions per cell (after warmup).", D.repeats),
+    min_time: float = _opt("Minimum seconds of measured repetitions per cell.", f"{D.min_time_s:g}"),
+    warmup: int = _opt("Unmeasured repetitions before timing.", D.warmup),
+    instances: int = _opt("Task instances scored per cell (accuracy and its interval).", D.instances),
+    cell_timeout: float = _opt("Seconds a cell may run before it is recorded as a timeout.", f"{D.cell_timeout_s:g}"),
+    memory_limit: str = _opt("Cap each worker's extra memory (e.g. 8GB) to emulate a smaller machine; cells "
+                             "that need more are recorded as OOM."),
+    threads: int = _opt("CPU threads per worker (default: torch's default)."),
+    mamba_impl: str = _opt("Run Mamba checkpoints on ours, hf (transformers), or both.", D.mamba_impl),
+    seed: int = _opt("Seed for task sampling.", D.seed),
+    pricing: Path = _opt("YAML file of device-hour prices (default: the bundled recipes/pricing.yaml)."),
+    price_per_hour: float = _opt("Price of one device-hour in USD (instead of a pricing file)."),
+    requests_per_day: int = _opt("Workload for the monthly cost estimate.", D.requests_per_day),
+    workload_length: str = _opt("Prompt length of that workload (default: the longest length)."),
+    data_dir: Path = _opt("Where datasets live (default $MAMBAPOC_DATA_DIR or ./data)."),
     out: Path = typer.Option(None, help="Run directory (default runs/compare-DATE-TIME)."),
     resume: bool = typer.Option(False, help="Continue the run in --out, skipping finished cells."),
 ) -> None:
@@ -114,7 +114,7 @@ def _run(recipe: Path, out: Path | None, data_dir: Path | None, resume: bool, ov
     from mambapoc.resources import find_recipe
 
     path = find_recipe(recipe)
-    if path != recipe:
+    if path != recipe and recipe != DEMO:
         console.print(f"Using the bundled recipe {path.name} ({path}).")
     started: list[Path] = []
     try:
@@ -156,4 +156,4 @@ def demo(
 ) -> None:
     """The whole pipeline on the bundled sample logs and tiny models, offline, on CPU, in a few minutes
     (the bundled recipe demo.yaml)."""
-    _run(Path("demo"), out, data_dir, False, overrides or [])
+    _run(DEMO, out, data_dir, False, overrides or [])
