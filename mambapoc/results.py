@@ -31,6 +31,11 @@ def model_key(spec: str, cross_check: bool = False) -> str:
     return f"{spec}@hf" if cross_check else spec
 
 
+def cell_id(key: str, task_key: str, length: int) -> str:
+    """`MODEL_KEY|TASK_KEY|LENGTH`: a cell's name within its run, the same planned as finished."""
+    return f"{key}|{task_key}|{length}"
+
+
 @dataclass(frozen=True)
 class Timing:
     """Summary of repeated measurements of one duration, in seconds."""
@@ -119,7 +124,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return f"{self.key}|{self.task_key}|{self.length_tokens}"
+        return cell_id(self.key, self.task_key, self.length_tokens)
 
     @property
     def ok(self) -> bool:

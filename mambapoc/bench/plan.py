@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mambapoc.bench.config import CompareConfig
-from mambapoc.results import model_key
+from mambapoc.results import cell_id, model_key
 from mambapoc.tasks.spec import TaskSpec
 
 
@@ -25,8 +25,7 @@ class Planned:
 
     @property
     def cell_id(self) -> str:
-        # The same id as the finished `Cell` it becomes.
-        return f"{self.key}|{self.task.key}|{self.length_tokens}"
+        return cell_id(self.key, self.task.key, self.length_tokens)
 
 
 @dataclass
