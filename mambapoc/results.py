@@ -21,7 +21,6 @@ from typing import Any
 
 SCHEMA = 2
 RESULTS = "results.jsonl"
-STATUSES = ("ok", "oom", "timeout", "error")
 _REQUIRED = ("model", "task", "length_tokens", "status")
 
 
@@ -38,7 +37,9 @@ def cell_id(key: str, task_key: str, length: int) -> str:
 
 @dataclass(frozen=True)
 class Timing:
-    """Summary of repeated measurements of one duration, in seconds."""
+    """Summary of repeated measurements of one duration, in seconds, with two measures of spread: `cv`,
+    the coefficient of variation (sample standard deviation over the mean), and `spread`, how much slower
+    the slowest tenth of runs were than the median, which one stray run among many does not move."""
 
     p50: float
     p90: float
@@ -46,6 +47,7 @@ class Timing:
     max: float
     mean: float
     n: int
+    cv: float = 0.0
 
     @classmethod
     def of(cls, samples: list[float]) -> Timing:
@@ -59,7 +61,13 @@ class Timing:
             hi = min(lo + 1, n - 1)
             return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
-        return cls(q(0.5), q(0.9), s[0], s[-1], sum(s) / n, n)
+        mean = sum(s) / n
+        sd = (sum((x - mean) ** 2 for x in s) / (n - 1)) ** 0.5 if n > 1 else 0.0
+        return cls(q(0.5), q(0.9), s[0], s[-1], mean, n, sd / mean if mean > 0 else 0.0)
+
+    @property
+    def spread(self) -> float:
+        return (self.p90 - self.p50) / self.p50 if self.p50 > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class Cell:
     model: str
     task: str
     length_tokens: int
-    status: str
+    status: str  # ok, oom, timeout, stalled or error
     impl: str = "ours"
     cross_check: bool = False
     task_options: dict = field(default_factory=dict)
@@ -93,6 +101,7 @@ class Cell:
     # Speed (finished cells).
     prefill_s: Timing | None = None
     ttft_s: Timing | None = None
+    decode_s: Timing | None = None  # the whole decode of `new_tokens`
     prefill_tok_s: float | None = None
     decode_ms_per_tok: float | None = None
     decode_tok_s: float | None = None
@@ -100,8 +109,16 @@ class Cell:
     prompt_tokens: int | None = None
     score_s: float | None = None
     # Memory.
+    # How far the timings can be trusted: how many times the cell was measured, and why the kept
+    # measurement is still unstable (None: stable); the machine's state while it ran.
+    timing_attempts: int | None = None
+    unstable: str | None = None
+    load_avg_1m: float | None = None
+    cpu_pressure: float | None = None
+    cpu_util: float | None = None
     peak_mem_bytes: int | None = None
     peak_mem_reserved_bytes: int | None = None
+    peak_rss_bytes: int | None = None
     mem_kind: str | None = None
     state_bytes: int | None = None
     # The task family's own metrics (accuracy, n, ci95, chance, by_depth, bits_per_byte, ...).
@@ -166,9 +183,10 @@ class Cell:
         extra = {k: v for k, v in data.items() if k not in names and k != "cell_id"}
         if strict and extra:
             raise ValueError(f"not fields of a cell: {', '.join(sorted(extra))}")
-        for name in ("prefill_s", "ttft_s"):
+        for name in ("prefill_s", "ttft_s", "decode_s"):
             if isinstance(values.get(name), dict):
-                values[name] = Timing(**{k: values[name][k] for k in ("p50", "p90", "min", "max", "mean", "n")})
+                known = {f.name for f in dataclasses.fields(Timing)}
+                values[name] = Timing(**{k: v for k, v in values[name].items() if k in known})
         values["length_tokens"] = int(values["length_tokens"])
         if "cross_check" not in values:
             # Schema 1 spelled the cross-check only in the id, as `SPEC@hf|task|length`.

@@ -81,8 +81,8 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_models, tiny_data
 
 def test_timeout_becomes_a_cell(tiny_models, tiny_dataset, tmp_path):
     out = tmp_path / "run"
-    args = _args(tiny_models, tiny_dataset, out, lengths="128")
-    # A cell measures for at least --min-time seconds, so it cannot finish within the timeout.
+    args = _args(tiny_models, tiny_dataset, out, lengths="1024")
+    # A cell measures for at least --min-time seconds (or 1000 repeats), so it cannot finish within the timeout.
     args[args.index("--min-time") + 1] = "30"
     main([*args, "--cell-timeout", "2"])
     cells = read_cells(out).cells

@@ -19,7 +19,7 @@ for _ in range(3):
 mem = PeakMemory(torch.device("cpu"))
 mem.reset()
 blocks = [torch.ones(8 * MB // 4) for _ in range(4)]
-print(mem.read()["peak_mem_bytes"])
+print(mem.read()["peak_rss_bytes"])
 """
 
 
@@ -28,3 +28,39 @@ def test_cell_peak_counts_memory_an_earlier_cell_freed():
     out = subprocess.run([sys.executable, "-c", SCENARIO], capture_output=True, text=True, check=True)
     peak = int(out.stdout.split()[-1])
     assert 28 * MB <= peak <= 48 * MB
+
+
+def test_tensor_peak_counts_tensors_alive_at_once_and_repeats_exactly():
+    import torch
+
+    from mambapoc.bench.memory import tensor_peak
+
+    def together():
+        blocks = [torch.ones(MB // 4) for _ in range(8)]  # 8 MiB alive at once
+        return len(blocks)
+
+    def one_at_a_time():
+        for _ in range(8):
+            block = torch.ones(MB // 4)
+            del block
+
+    kept = torch.ones(16 * MB // 4)  # alive before: not counted
+    assert tensor_peak(together) == tensor_peak(together) == 8 * MB
+    assert tensor_peak(one_at_a_time) == MB
+    del kept
+
+
+def test_rss_windows_give_the_median_of_the_timed_repeats():
+    import torch
+
+    from mambapoc.bench.memory import PeakMemory
+
+    mem = PeakMemory(torch.device("cpu"))
+    mem.reset()
+    sizes = [4, 64, 8]
+    for mib in sizes:
+        with mem.window():
+            block = torch.ones(mib * MB // 4)
+            del block
+    assert len(mem.peaks) == 3
+    assert 6 * MB <= mem.read()["peak_rss_bytes"] <= 14 * MB  # the middle one: 8 MiB, give or take pages

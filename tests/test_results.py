@@ -16,6 +16,7 @@ def test_timing_percentiles_interpolate_between_order_statistics():
     t = Timing.of([4.0, 1.0, 3.0, 2.0])
     assert (t.min, t.max, t.n, t.mean) == (1.0, 4.0, 4, 2.5)
     assert t.p50 == pytest.approx(2.5) and t.p90 == pytest.approx(3.7)
+    assert t.cv == pytest.approx(1.2909944 / 2.5)  # sample standard deviation over the mean
     assert Timing.of([7.0]).p90 == 7.0
 
 
@@ -26,7 +27,7 @@ def test_a_cell_round_trips_and_keeps_keys_it_does_not_know():
     assert isinstance(cell.prefill_s, Timing) and cell.prefill_s.n == 5
     assert cell.extra == {"from_a_newer_version": {"x": 1}} and cell.schema == 1
     again = cell.to_json()
-    assert again["from_a_newer_version"] == {"x": 1} and again["prefill_s"] == line["prefill_s"]
+    assert again["from_a_newer_version"] == {"x": 1} and again["prefill_s"] == {**line["prefill_s"], "cv": 0.0}
     assert Cell.from_json(again) == cell
     assert Cell(model="m", task="t", length_tokens=1, status="ok").schema == SCHEMA
 

@@ -22,7 +22,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAMBA_IMPLS = ("ours", "hf", "both")
 # Shorter names a recipe or the command line may use for some settings.
 ALIASES = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes", "pricing": "pricing_file",
-           "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s"}
+           "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s", "stall_timeout": "stall_timeout_s"}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.I)
 
 
@@ -42,6 +42,7 @@ class CompareConfig:
     warmup: int = 1
     instances: int = 20
     cell_timeout_s: float = 1800.0
+    stall_timeout_s: float = 120.0
     memory_limit_bytes: int | None = None
     threads: int | None = None
     mamba_impl: str = "ours"
@@ -50,6 +51,9 @@ class CompareConfig:
     price_per_hour_usd: float | None = None
     requests_per_day: int = 10_000
     workload_length: int | None = None
+    interleave: bool = False
+    max_spread: float = 0.25  # how much slower than the median the slowest tenth of runs may be (Timing.spread)
+    remeasure: int = 2  # extra measurements of an unstable cell before it is marked so
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -103,8 +107,15 @@ class CompareConfig:
         for name in ("warmup", "min_time_s"):
             if not getattr(self, name) >= 0:  # NaN fails too
                 raise bad(name, "must not be negative")
-        if not 0 < self.cell_timeout_s < math.inf:
-            raise bad("cell_timeout_s", "must be a positive number of seconds")
+        for name in ("cell_timeout_s", "stall_timeout_s"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise bad(name, "must be a positive number of seconds")
+        if not 0 < self.max_spread < math.inf:
+            raise bad("max_spread", "must be a positive fraction (0.1 = 10 %)")
+        if self.remeasure < 0:
+            raise bad("remeasure", "must not be negative")
+        if self.memory_limit_bytes is not None and self.memory_limit_bytes <= 0:
+            raise bad("memory_limit_bytes", "must be a positive size")
         if self.price_per_hour_usd is not None and not 0 < self.price_per_hour_usd < math.inf:
             raise bad("price_per_hour_usd", f"must be a positive number of dollars, not {self.price_per_hour_usd}")
         if self.threads is not None and self.threads < 1:
@@ -149,14 +160,25 @@ def _convert(name: str, value, where: str):
             return None if value is None else parse_size(value)
         if name == "workload_length":
             return None if value is None else parse_length(value)
-        if name in ("batch_size", "new_tokens", "repeats", "warmup", "instances", "seed", "requests_per_day"):
-            return int(value)
+        if name in ("batch_size", "new_tokens", "repeats", "warmup", "instances", "seed", "requests_per_day",
+                    "remeasure"):
+            return _integer(value)
+        if name == "interleave":
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
         if name in ("threads",):
-            return None if value is None else int(value)
-        if name in ("min_time_s", "cell_timeout_s", "price_per_hour_usd"):
+            return None if value is None else _integer(value)
+        if name in ("min_time_s", "cell_timeout_s", "stall_timeout_s", "price_per_hour_usd", "max_spread"):
             return None if value is None else float(value)
         return None if value is None else str(value)
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
     except (TypeError, ValueError):
         raise UserError(f"{where}: cannot use {value!r} here") from None
+
+
+def _integer(value) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)

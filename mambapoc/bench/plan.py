@@ -30,13 +30,11 @@ class Planned:
 
 @dataclass
 class Plan:
-    """Every cell of the run, model by model, short lengths first; `done` holds the ids already finished."""
+    """Every cell of the run, model by model, short lengths first; `done` holds the ids not to run again."""
 
     cells: list[Planned]
     done: set[str] = field(default_factory=set)
 
-    def todo(self, spec: str, impl: str) -> list[Planned]:
-        return [c for c in self.cells if (c.model, c.impl) == (spec, impl) and c.cell_id not in self.done]
 
 
 def model_runs(cfg: CompareConfig) -> list[tuple[str, str]]:

@@ -1,98 +1,129 @@
-"""The worker process: one model, loaded once, runs its cells one after another.
+"""The worker process: one model, loaded once, measures the cells its parent sends, one at a time.
 
-It runs in a freshly spawned interpreter so that models never share memory, allocator state or thread
-pools, and so that the parent can kill it on a timeout. Messages to the parent go through a queue:
-("ready", info), ("start", cell_id), ("cell", (cell_id, measured)), ("fatal", message).
+Started through `mambapoc.bench.launch`, so it dies with its parent. Messages, parent to worker: a
+`Planned` cell, or None to stop. Worker to parent: ("ready", info) once the model is loaded and warm,
+then per cell ("start", cell_id), ("measuring", baseline) once the prompts are built and the memory
+baseline is taken (the memory limit applies from here), ("cell", (cell_id, measured)); ("fatal",
+message) when the model cannot be loaded.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+import contextlib
 import time
 import traceback
 from dataclasses import asdict
 
 import torch
 
-from mambapoc.bench.memory import PeakMemory, apply_limit, is_oom
+from mambapoc.bench.memory import PeakMemory, is_oom, limit_gpu, tensor_peak
 from mambapoc.bench.plan import Planned
-from mambapoc.bench.timing import repeat, sync
+from mambapoc.bench.timing import measure, sync
 from mambapoc.errors import UserError
 from mambapoc.results import Timing
 
-
-def _exit_with_parent() -> None:
-    # A parent killed with SIGKILL cannot stop its children; each child notices and leaves instead.
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(3)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True).start()
+MAX_PRESSURE = 0.2  # share of a measurement's time other tasks may wait for a CPU before it is "busy"
+WARMUP_TOKENS = 64
 
 
-def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: dict) -> dict:
-    """Prefill, time to first token and greedy decoding of `new_tokens`, repeated; keyed by the fields
-    of `mambapoc.results.Cell` they fill."""
+def serve(lm, ids: torch.Tensor, new_tokens: int) -> dict[str, float]:
+    """One request: prefill the prompt, then decode `new_tokens` greedily; the durations of each part."""
+    sync(lm.device)
+    t0 = time.perf_counter()
+    last, cache = lm.prefill(ids)
+    sync(lm.device)
+    t1 = time.perf_counter()
+    tok = last.argmax(-1, keepdim=True)
+    tok.cpu()  # the first token reaches the host: that is time-to-first-token
+    t2 = time.perf_counter()
+    for _ in range(new_tokens):
+        last, cache = lm.decode_step(tok, cache)
+        tok = last.argmax(-1, keepdim=True)
+    tok.cpu()
+    t3 = time.perf_counter()
+    return {"prefill": t1 - t0, "ttft": t2 - t0, "decode": t3 - t2}
+
+
+def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: dict,
+                  mem: PeakMemory | None = None) -> dict:
+    """Prefill, time to first token and greedy decoding of `new_tokens`, repeated and judged for stability;
+    keyed by the fields of `mambapoc.results.Cell` they fill."""
     ids = lm.as_ids(prompt_ids, batch)
-    device = lm.device
 
     def once() -> dict[str, float]:
-        sync(device)
-        t0 = time.perf_counter()
-        last, cache = lm.prefill(ids)
-        sync(device)
-        t1 = time.perf_counter()
-        tok = last.argmax(-1, keepdim=True)
-        tok.cpu()  # the first token reaches the host: that is time-to-first-token
-        t2 = time.perf_counter()
-        for _ in range(new_tokens):
-            last, cache = lm.decode_step(tok, cache)
-            tok = last.argmax(-1, keepdim=True)
-        tok.cpu()
-        t3 = time.perf_counter()
-        return {"prefill": t1 - t0, "ttft": t2 - t0, "decode": t3 - t2}
+        return serve(lm, ids, new_tokens)
 
     with torch.inference_mode():
-        s = repeat(once, cfg["warmup"], cfg["repeats"], cfg["min_time_s"])
-    prefill = Timing.of(s["prefill"])
-    decode_s_per_tok = Timing.of(s["decode"]).p50 / new_tokens
+        m = measure(once, cfg["warmup"], cfg["repeats"], cfg["min_time_s"], retries=cfg["remeasure"],
+                    max_spread=cfg["max_spread"], max_pressure=MAX_PRESSURE,
+                    around=mem.window if mem is not None else contextlib.nullcontext)
+    prefill, decode = Timing.of(m.samples["prefill"]), Timing.of(m.samples["decode"])
+    decode_s_per_tok = decode.p50 / new_tokens
     tokens = len(prompt_ids) * batch
     return {
         "prefill_s": prefill,
-        "ttft_s": Timing.of(s["ttft"]),
+        "ttft_s": Timing.of(m.samples["ttft"]),
+        "decode_s": decode,
         "prefill_tok_s": tokens / prefill.p50,
         "decode_ms_per_tok": decode_s_per_tok * 1000.0,
         "decode_tok_s": batch / decode_s_per_tok,
         "new_tokens": new_tokens,
         "prompt_tokens": len(prompt_ids),
+        "timing_attempts": m.attempts,
+        "unstable": m.verdict.reason,
+        "load_avg_1m": m.conditions.load_avg_1m,
+        "cpu_pressure": m.conditions.cpu_pressure,
+        "cpu_util": m.conditions.cpu_util,
     }
 
 
-def run_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory) -> dict:
-    """The measured fields of one cell (names of `mambapoc.results.Cell` fields)."""
+def warm_up(lm, batch: int) -> None:
+    """One short prefill and decode before the first cell, so that one-time allocations and compilation
+    land in every cell's memory baseline and no cell's timing."""
+    with torch.inference_mode():
+        last, cache = lm.prefill(lm.as_ids(list(range(1, WARMUP_TOKENS + 1)), batch))
+        for _ in range(2):
+            last, cache = lm.decode_step(last.argmax(-1, keepdim=True), cache)
+    sync(lm.device)
+
+
+def run_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory, outbox) -> dict:
+    """The measured fields of one cell (names of `mambapoc.results.Cell` fields). Peak memory covers the
+    prefill and decoding of the prompt, not building the prompts nor scoring them."""
     from mambapoc.tasks import build_instances, score
 
-    mem.reset()
     instances = build_instances(
         cell.task.name, records, lm.tokenizer, cell.length_tokens,
         n=cfg["instances"], seed=cfg["seed"], **cell.task.options,
     )
-    out = measure_speed(lm, instances[0].prompt_ids, cfg["batch_size"], cfg["new_tokens"], cfg)
+    prompt = instances[0].prompt_ids
+    mem.reset()
+    outbox.put(("measuring", mem.baseline))
+    out = {}
+    if lm.device.type == "cpu":
+        ids = lm.as_ids(prompt, cfg["batch_size"])
+        with torch.inference_mode():
+            out.update(peak_mem_bytes=tensor_peak(lambda: serve(lm, ids, cfg["new_tokens"])),
+                       mem_kind="cpu_allocated")
+    out.update(measure_speed(lm, prompt, cfg["batch_size"], cfg["new_tokens"], cfg, mem))
+    out.update(mem.read())
     t0 = time.perf_counter()
     out["metrics"] = score(cell.task.name, lm, instances)
     out["score_s"] = time.perf_counter() - t0
-    out.update(mem.read())
     out["state_bytes"] = lm.state_bytes(cell.length_tokens, cfg["batch_size"])
     return out
 
 
-def main(spec: str, impl: str, cfg: dict, cells: list[Planned], dataset_dir: str, queue) -> None:
-    _exit_with_parent()
+def _failure(e: Exception) -> dict:
+    status = "oom" if is_oom(e) else "error"
+    first = str(e).splitlines()[0] if str(e) else ""
+    result = {"status": status, "error": f"{type(e).__name__}: {first}"}
+    if status == "error":
+        result["traceback"] = traceback.format_exc(limit=6)
+    return result
+
+
+def main(spec: str, impl: str, cfg: dict, dataset_dir: str, inbox, outbox) -> None:
     try:
         if cfg.get("threads"):
             torch.set_num_threads(cfg["threads"])
@@ -102,27 +133,25 @@ def main(spec: str, impl: str, cfg: dict, cells: list[Planned], dataset_dir: str
 
         lm = load(spec, device=cfg["device"], dtype=cfg["dtype"], impl=impl)
         records = load_records(dataset_dir)
+        warm_up(lm, cfg["batch_size"])
         mem = PeakMemory(lm.device)
-        if cfg.get("memory_limit_bytes"):
-            apply_limit(lm.device, cfg["memory_limit_bytes"])
+        if cfg.get("memory_limit_bytes") and lm.device.type == "cuda":
+            limit_gpu(lm.device, cfg["memory_limit_bytes"])
     except UserError as e:
-        queue.put(("fatal", str(e)))
+        outbox.put(("fatal", str(e)))
         return
     except Exception as e:  # noqa: BLE001 - reported to the parent as the model's failure
-        queue.put(("fatal", f"loading {spec} failed: {type(e).__name__}: {e}"))
+        outbox.put(("fatal", f"loading {spec} failed: {type(e).__name__}: {e}"))
         return
-    queue.put(("ready", {**asdict(lm.info), "torch_threads": torch.get_num_threads()}))
-    for cell in cells:
-        queue.put(("start", cell.cell_id))
+    outbox.put(("ready", {**asdict(lm.info), "torch_threads": torch.get_num_threads()}))
+    for cell in iter(inbox.get, None):
+        outbox.put(("start", cell.cell_id))
         try:
-            result = {"status": "ok", "error": None, **run_cell(lm, cell, records, cfg, mem)}
+            result = {"status": "ok", **run_cell(lm, cell, records, cfg, mem, outbox)}
         except UserError as e:
             result = {"status": "error", "error": str(e)}
         except Exception as e:  # noqa: BLE001 - every failure becomes a result cell, the sweep goes on
-            status = "oom" if is_oom(e) else "error"
-            result = {"status": status, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-            if status == "error":
-                result["traceback"] = traceback.format_exc(limit=6)
+            result = _failure(e)
             if lm.device.type == "cuda":
                 torch.cuda.empty_cache()
-        queue.put(("cell", (cell.cell_id, result)))
+        outbox.put(("cell", (cell.cell_id, result)))

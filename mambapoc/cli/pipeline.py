@@ -64,6 +64,8 @@ def compare(
     warmup: int = _opt("Unmeasured repetitions before timing.", D.warmup),
     instances: int = _opt("Task instances scored per cell (accuracy and its interval).", D.instances),
     cell_timeout: float = _opt("Seconds a cell may run before it is recorded as a timeout.", f"{D.cell_timeout_s:g}"),
+    stall_timeout: float = _opt("Seconds a worker may send nothing and use no CPU before its cell is recorded "
+                                "as stalled.", f"{D.stall_timeout_s:g}"),
     memory_limit: str = _opt("Cap each worker's extra memory (e.g. 8GB) to emulate a smaller machine; cells "
                              "that need more are recorded as OOM."),
     threads: int = _opt("CPU threads per worker (default: torch's default)."),
@@ -73,15 +75,26 @@ def compare(
     price_per_hour: float = _opt("Price of one device-hour in USD (instead of a pricing file)."),
     requests_per_day: int = _opt("Workload for the monthly cost estimate.", D.requests_per_day),
     workload_length: str = _opt("Prompt length of that workload (default: the longest length)."),
+    interleave: bool = typer.Option(None, "--interleave/--no-interleave", show_default=False,
+                                    help="Alternate the models cell by cell, each in its own warm worker, so "
+                                    "that a busy machine slows them alike (holds all models in memory)."),
+    max_spread: float = _opt("How much slower than the median the slowest tenth of a cell's runs may be (0.25 = "
+                             "25 %) before it is measured again and, if still so, marked unstable.",
+                             f"{D.max_spread:g}"),
+    remeasure: int = _opt("How many times an unstable cell is measured again.", D.remeasure),
     data_dir: Path = _opt("Where datasets live (default $MAMBAPOC_DATA_DIR or ./data)."),
     out: Path = typer.Option(None, help="Run directory (default runs/compare-DATE-TIME)."),
-    resume: bool = typer.Option(False, help="Continue the run in --out, skipping finished cells."),
+    resume: bool = typer.Option(False, help="Continue the run in --out: run the cells not yet finished and "
+                                "again those that failed. Time limits, the memory limit, repeats and the "
+                                "stability settings given now apply to them."),
+    keep_failed: bool = typer.Option(False, help="With --resume: leave failed cells (oom, timeout, stalled, "
+                                     "error) as they are."),
 ) -> None:
     """Measure models side by side: prefill and decode speed, peak memory, state size, task accuracy and
     cost, for every model x length x task cell. Each model runs in its own process; each finished cell is
     saved at once to RUN_DIR/results.jsonl."""
     from mambapoc.bench.display import LiveDisplay
-    from mambapoc.bench.engine import run_compare
+    from mambapoc.bench.engine import resumed_config, run_compare
     from mambapoc.pipeline import default_run_dir
 
     if resume and out is None:
@@ -91,16 +104,24 @@ def compare(
         "dtype": dtype, "batch_size": batch_size, "new_tokens": new_tokens, "repeats": repeats,
         "min_time_s": min_time, "warmup": warmup, "instances": instances, "cell_timeout_s": cell_timeout,
         "memory_limit_bytes": memory_limit, "threads": threads, "mamba_impl": mamba_impl, "seed": seed,
+        "stall_timeout_s": stall_timeout, "interleave": interleave, "max_spread": max_spread,
+        "remeasure": remeasure,
         "pricing_file": str(pricing) if pricing else None, "price_per_hour_usd": price_per_hour,
         "requests_per_day": requests_per_day, "workload_length": workload_length,
         "data_dir": str(data_dir) if data_dir else None,
     }
-    cfg = CompareConfig.from_dict({k: v for k, v in given.items() if v is not None}, where="option")
-    run_dir = out or default_run_dir("compare")
+    given = {k: v for k, v in given.items() if v is not None}
+    if keep_failed and not resume:
+        raise UserError("--keep-failed applies to --resume only")
     if resume:
-        console.print(f"Resuming {run_dir} with the settings saved in its config.yaml.")
+        cfg = resumed_config(out, given)
+        console.print(f"Resuming {out} with the settings saved in its config.yaml"
+                      + (f", changed: {', '.join(sorted(given))}." if given else "."))
+    else:
+        cfg = CompareConfig.from_dict(given, where="option")
+    run_dir = out or default_run_dir("compare")
     try:
-        cells = run_compare(cfg, run_dir, resume, LiveDisplay(console))
+        cells = run_compare(cfg, run_dir, resume, LiveDisplay(console), keep_failed=keep_failed)
     except KeyboardInterrupt:
         raise _stopped(run_dir, f"mambapoc compare --resume --out {run_dir}") from None
     _show_cells(cells, run_dir)

@@ -12,6 +12,7 @@ from mambapoc.report.findings import (
     ACCURACY_MARGIN,
     CALIBRATION_MIN_INSTANCES,
     CALIBRATION_TARGET,
+    MEM_KINDS,
     Difference,
     Findings,
     Point,
@@ -34,7 +35,12 @@ def _failed(status: str, t: Text, columns: int) -> list[Cell]:
     return [Cell(t.status(status), failed=True)] + [Cell("")] * (columns - 1)
 
 
-def _point_rows(run: Run, f: Findings, t: Text, columns: list[Callable[[Point], str]]) -> list[list[Cell]]:
+UNSTABLE = "~"
+
+
+def _point_rows(run: Run, f: Findings, t: Text, columns: list[Callable[[Point], str]],
+                timed: bool = False) -> list[list[Cell]]:
+    """One row per model and length. With `timed`, figures resting on unstable timings carry the mark."""
     rows = []
     for m in run.models:
         for n, p in f.profiles[m.key].items():
@@ -42,8 +48,18 @@ def _point_rows(run: Run, f: Findings, t: Text, columns: list[Callable[[Point], 
             if p.status != "ok":
                 rows.append(head + _failed(p.status, t, len(columns)))
             else:
-                rows.append(head + [Cell(col(p)) for col in columns])
+                mark = f" {UNSTABLE}" if timed and p.unstable else ""
+                rows.append(head + [Cell(col(p) + (mark if col(p) != "–" else "")) for col in columns])
     return rows
+
+
+def unstable_note(run: Run, f: Findings, t: Text) -> list[Paragraph]:
+    """The note that explains the mark, where any figure carries it."""
+    count = sum(len(p.unstable) for pts in f.profiles.values() for p in pts.values())
+    if not count:
+        return []
+    spread = (run.config.get("compare") or {}).get("max_spread", 0.1)
+    return [Paragraph(t("unstable_note", mark=UNSTABLE, count=count, spread=fmt.percent(spread)), tone="warning")]
 
 
 def _or_dash(value: float | None, show: Callable[[float], str]) -> str:
@@ -71,14 +87,15 @@ def speed(run: Run, f: Findings, t: Text) -> Section:
         lambda p: _or_dash(p.decode_ms, fmt.ms),
         lambda p: _or_dash(p.prefill_tok_s, fmt.rate),
         lambda p: _or_dash(p.decode_tok_s, fmt.rate),
-    ])
+    ], timed=True)
     blocks.append(Table(headers, rows, label_columns=2))
+    blocks += unstable_note(run, f, t)
     return Section("speed", t("sec_speed"), blocks)
 
 
 def memory(run: Run, f: Findings, t: Text) -> Section:
     kinds = sorted({p.mem_kind for pts in f.profiles.values() for p in pts.values() if p.mem_kind})
-    blocks = [Paragraph(t(f"memory_kind_{k}")) for k in kinds if k in ("cuda_allocated", "rss_delta")]
+    blocks = [Paragraph(t(f"memory_kind_{k}")) for k in kinds if k in MEM_KINDS]
     blocks.append(Paragraph(t("memory_state")))
     blocks.append(Figure(charts.memory(run, f, t), t("memory_caption")))
     s = f.speed
@@ -308,12 +325,13 @@ def cost(run: Run, f: Findings, t: Text) -> Section:
         lambda p: _or_dash(p.cost_in_1m, fmt.usd),
         lambda p: _or_dash(p.cost_out_1m, fmt.usd),
         lambda p: _or_dash(request_cost(p, p.length, c.new_tokens), fmt.usd),
-    ])
+    ], timed=True)
     for m, at in ((f.mamba, c.mamba), (f.transformer, c.transformer)):
         rows.append([Cell(m.name), Cell(t("workload_row", length=fmt.tokens(c.length))),
                      Cell(fmt.usd(at.in_1m)), Cell(fmt.usd(at.out_1m)), Cell(fmt.usd(at.per_request))])
     caption = t("workload_rows_caption", length=fmt.tokens(c.length), basis=cost_basis(c.mamba, t))
     blocks.append(Table(headers, rows, label_columns=2, caption=caption))
+    blocks += unstable_note(run, f, t)
     items = []
     if c.from_workload and c.requests_per_day:
         items.append(t("cost_month", requests=fmt.count(c.requests_per_day), length=fmt.tokens(c.length),

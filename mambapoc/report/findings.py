@@ -19,6 +19,8 @@ ACCURACY_MARGIN = 0.05
 CALIBRATION_TARGET = 0.95
 CALIBRATION_MIN_INSTANCES = 30
 DAYS_PER_MONTH = 30
+# How peak memory was measured (results.Cell.mem_kind); rss_delta is what runs before cpu_allocated wrote.
+MEM_KINDS = ("cuda_allocated", "cpu_allocated", "rss_delta")
 _Z95 = 1.959964
 
 
@@ -39,6 +41,7 @@ class Point:
     state_bytes: float | None = None
     cost_in_1m: float | None = None
     cost_out_1m: float | None = None
+    unstable: tuple[str, ...] = ()  # why the timings of cells here stayed unstable, one reason per such cell
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ def _point(length: int, cells: list[Cell]) -> Point:
         state_bytes=state,
         cost_in_1m=_median(c.cost_usd_per_1m_input for c in ok),
         cost_out_1m=_median(c.cost_usd_per_1m_output for c in ok),
+        unstable=tuple(c.unstable for c in ok if c.unstable),
     )
 
 

@@ -174,6 +174,15 @@ STRINGS: dict[str, tuple[str, str]] = {
                 "測定：{cells} セル。"),
     "context_failed": ("{count} did not finish: {cells}.", "完了しなかったセル {count} 件：{cells}。"),
     "context_all_ok": ("All finished.", "すべて完了しました。"),
+    "context_unstable": ("The speed and cost figures at {length} rest on timings that stayed unstable after being "
+                         "measured again ({reason}): rerun on a quiet machine before relying on them.",
+                         "{length} の速度とコストの数値は、再計測しても安定しなかった計測に基づきます（{reason}）。"
+                         "判断の前に、負荷のない環境で再実行してください。"),
+    "unstable_note": ("{mark} marks a figure from {count} cell(s) whose timings stayed unstable after being measured "
+                      "again: their spread exceeded {spread} or other processes kept the CPU busy. Such a figure "
+                      "is a rough one; rerun those cells on a quiet machine.",
+                      "{mark} は、再計測しても計測が安定しなかったセル（{count} 件）の数値です。ばらつきが {spread} を"
+                      "超えたか、他のプロセスが CPU を使っていました。目安として扱い、負荷のない環境で再実行してください。"),
     "context_pair": ("Compared: {mamba} against {transformer}.", "比較対象：{mamba} と {transformer}。"),
     "headline": ("{verdict}: {evidence}.", "{verdict}：{evidence}。"),
     "headline_switch": ("Mamba can replace the Transformer (with conditions)",
@@ -203,6 +212,14 @@ STRINGS: dict[str, tuple[str, str]] = {
                                    "weights, activations and cache.",
                                    "ピークメモリは、セル実行中に PyTorch が確保した GPU メモリの最大値"
                                    "（重み、活性、キャッシュを含む）です。"),
+    "memory_kind_cpu_allocated": ("Peak memory is the most bytes of tensors PyTorch had allocated at once while "
+                                  "the prompt was prefilled and decoded (a CPU run), counted from its allocation "
+                                  "events: activations and cache, above the weights. The process took more from "
+                                  "the operating system (allocator overhead); that figure is in cells.csv "
+                                  "(peak_rss_bytes).",
+                                  "ピークメモリは、プロンプトのプリフィルとデコードの間に PyTorch が同時に確保した"
+                                  "テンソルの最大バイト数です（CPU 実行、確保イベントから集計、重みを除く活性とキャッシュ）。"
+                                  "OS から実際に得たメモリはアロケータの分だけ多く、cells.csv（peak_rss_bytes）にあります。"),
     "memory_kind_rss_delta": ("Peak memory is the growth of the worker's resident memory above its idle "
                               "baseline (a CPU run): coarser than a GPU allocator's count.",
                               "ピークメモリは、ワーカープロセスの常駐メモリが待機時から増えた量の最大値"
@@ -356,6 +373,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "set_memory": ("Memory measure", "メモリ測定方法"),
     "mem_kind_cuda_allocated": ("GPU memory allocated by PyTorch", "PyTorch が確保した GPU メモリ"),
     "mem_kind_rss_delta": ("growth of process resident memory", "プロセス常駐メモリの増加量"),
+    "mem_kind_cpu_allocated": ("CPU tensor bytes allocated by PyTorch", "PyTorch が確保した CPU テンソルのバイト数"),
     "derived_heading": ("How the numbers are derived", "数値の求め方"),
     "derived_aggregate": ("Speed, memory and cost per model and length: the median over the cells that "
                           "finished at that length, across tasks.",
@@ -507,6 +525,7 @@ STRINGS: dict[str, tuple[str, str]] = {
 _STATUS = {
     "oom": ("OOM", "メモリ不足"),
     "timeout": ("timeout", "タイムアウト"),
+    "stalled": ("stalled", "停止"),
     "error": ("error", "エラー"),
 }
 _TASKS = {

@@ -11,6 +11,7 @@ from mambapoc.report.findings import (
     CALIBRATION_MIN_INSTANCES,
     CALIBRATION_TARGET,
     DAYS_PER_MONTH,
+    MEM_KINDS,
     Findings,
     has_accuracy,
 )
@@ -138,7 +139,7 @@ def _settings(run: Run, t: Text) -> Table:
                              min_time=cfg.get("min_time_s", "?"))),
         (t("set_new_tokens"), cfg.get("new_tokens")),
         (t("set_seed"), cfg.get("seed")),
-        (t("set_memory"), ", ".join(t(f"mem_kind_{k}") if k in ("cuda_allocated", "rss_delta") else k
+        (t("set_memory"), ", ".join(t(f"mem_kind_{k}") if k in MEM_KINDS else k
                                     for k in mem_kinds)),
     ])
 

@@ -212,6 +212,10 @@ def _context(run: Run, f: Findings, t: Text) -> str:
         text += " " + t("context_all_ok")
     if f.mamba is not None and f.transformer is not None:
         text += " " + t("context_pair", mamba=_model_label(f.mamba, t), transformer=_model_label(f.transformer, t))
+    if f.speed is not None:
+        reasons = f.speed.mamba.unstable + f.speed.transformer.unstable
+        if reasons:
+            text += " " + t("context_unstable", length=fmt.tokens(f.speed.length), reason=reasons[0])
     return text
 
 
