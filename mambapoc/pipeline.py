@@ -47,13 +47,14 @@ def run_recipe(recipe, run_dir: Path, data_dir: Path | None = None, resume: bool
     `data_dir` overrides the recipe's `compare.data_dir` for both the ingest and the compare step. A
     KeyboardInterrupt during compare propagates once every finished cell is on disk.
     """
-    from mambapoc.bench.engine import resumed_config, run_compare
+    from mambapoc.bench.engine import check, resumed_config, run_compare
 
     cfg = recipe.compare
     if data_dir is not None:
         cfg.data_dir = str(data_dir)
     if resume:
         cfg = resumed_config(run_dir, cfg.to_dict())
+    check(cfg)  # a model that cannot be found stops the run before its ingest writes anything
     dataset = None
     if recipe.ingest is not None and not resume:
         from mambapoc.ingest import ingest

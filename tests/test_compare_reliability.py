@@ -265,6 +265,7 @@ def test_a_recipe_is_checked_whole_before_its_first_step(tmp_path, capsys):
         ("ingest: {paths: [logs]}\nreport: {lang: [fr]}\n", "report.lang"),
         ("compare: 5\n", "compare: expected a mapping"),
         ("compare: {lengths: 512, tasks: [nope]}\n", "unknown task 'nope'"),
+        ("ingest: {paths: [logs]}\ncompare: {models: [bundled:nope]}\n", "no bundled model named 'nope'"),
     ):
         recipe = tmp_path / "r.yaml"
         recipe.write_text(body)

@@ -159,3 +159,23 @@ def test_cells_csv_is_flat_and_safe_for_spreadsheets(tmp_path):
     assert list(rows[0]) == list(cells_csv.COLUMNS)
     noisy = [r for r in rows if r["noise_rate"] != "0.0"]
     assert len(noisy) == 6 and all(math.isclose(float(r["noise_rate"]), 0.3) for r in noisy)
+
+
+def test_unstable_timings_are_marked_and_the_summary_says_so(tmp_path):
+    from mambapoc.report import evidence
+
+    cells = fixture_cells()
+    assert not any(isinstance(b, Paragraph) and "unstable" in b.text
+                   for b in summary.section(load_run(FIXTURE), findings.compute(load_run(FIXTURE)), EN).blocks)
+    for c in cells:
+        if c["family"] == "transformer" and c["length_tokens"] == 16384 and c["status"] == "ok":
+            c["unstable"] = "other tasks waited for a CPU 40% of the time"
+    run = load_run(run_with(tmp_path, cells))
+    f = findings.compute(run)
+    context = summary.section(run, f, EN).blocks[-1].text
+    assert "at 16k rest on timings that stayed unstable" in context and "40%" in context
+    speed = evidence.speed(run, f, EN)
+    rows = [[c.text for c in row] for b in speed.blocks if hasattr(b, "rows") for row in b.rows]
+    marked = [r for r in rows if any(text.endswith(" ~") for text in r[2:])]
+    assert {(r[0], r[1]) for r in marked} == {("pythia-160m", "16k")}
+    assert any(isinstance(b, Paragraph) and b.text.startswith("~ marks") for b in speed.blocks)

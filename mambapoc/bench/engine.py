@@ -198,6 +198,16 @@ def _new_run_dir(run_dir: Path) -> bool:
     return created
 
 
+def check(cfg: CompareConfig) -> tuple[Plan, str, str, dict]:
+    """Everything about a comparison that can be checked without its dataset: the models resolve, the
+    device exists, the device has a price. Returns the plan, device, dtype and pricing."""
+    the_plan = plan(cfg)
+    device = cfg.resolved_device()
+    dtype = cfg.resolved_dtype(device)
+    pricing = cost.price_for(device_name(device), cfg.pricing_file, cfg.price_per_hour_usd)
+    return the_plan, device, dtype, pricing
+
+
 def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool = False, display=None,
                 keep_failed: bool = False) -> list[Cell]:
     """Run (or, with `resume`, finish) a comparison in `run_dir`; returns all cells of the run. For a
@@ -211,10 +221,7 @@ def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool = False, display
 
     run_dir = Path(run_dir)
     dataset_dir = resolve_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None)
-    the_plan: Plan = plan(cfg)
-    device = cfg.resolved_device()
-    dtype = cfg.resolved_dtype(device)
-    pricing = cost.price_for(device_name(device), cfg.pricing_file, cfg.price_per_hour_usd)
+    the_plan, device, dtype, pricing = check(cfg)
     workload = {"requests_per_day": cfg.requests_per_day,
                 "length_tokens": cfg.workload_length or max(cfg.lengths), "new_tokens": cfg.new_tokens}
     created = False if resume else _new_run_dir(run_dir)

@@ -4,10 +4,9 @@ Measured, as `peak_mem_bytes`: the most bytes of tensors alive at once while the
 prefilled and decoded, above those alive before (the weights). On a GPU that is torch's peak allocated
 bytes; on a CPU it is counted from torch's allocation events in one untimed pass (`tensor_peak`), since
 the process's resident memory for the same work varies by up to 2x with the state of malloc's free lists
-and per-thread arenas. A CPU cell also records `peak_rss_bytes`: what the worker took from the OS
-above its idle resident memory (VmHWM, which Linux lets a process reset through /proc/self/clear_refs),
-the median over its first timed repeats, each from a baseline taken after freed heap went back to the OS
-(glibc's malloc_trim). The worker warms its model up once before its first cell, so one-time
+and per-thread arenas. A CPU cell also records `peak_rss_bytes`: what the worker took from the OS during
+its timed runs above its idle resident memory (VmHWM, which Linux lets a process reset through
+/proc/self/clear_refs), from a baseline taken after freed heap went back to the OS (glibc's malloc_trim). The worker warms its model up once before its first cell, so one-time
 allocations (thread pools, compiled kernels) sit in every baseline rather than in the first cell.
 
 Limited: on a GPU, torch's per-process memory fraction makes the allocator refuse more
@@ -21,15 +20,13 @@ allocator, OpenMP) turn into a hang or an abort rather than an error.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import functools
 import gc
 import os
 import resource
-import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -70,23 +67,16 @@ def _malloc_trim():
 
 
 class PeakMemory:
-    """Peak memory of a cell's timed work. `reset` before the cell; each of the first `SAMPLES` timed
-    repeats then runs inside `window()`, which measures that repeat's peak from a fresh baseline; `read`
-    gives the median of those peaks: on a GPU the allocator's peak (`peak_mem_bytes`), on a CPU the
-    resident memory's (`peak_rss_bytes`; `peak_mem_bytes` there comes from `tensor_peak`)."""
-
-    SAMPLES = 5
+    """Peak memory of a cell's timed runs, read against the baseline `reset` takes before them: on a GPU
+    the allocator's peak (`peak_mem_bytes`), on a CPU the resident memory's (`peak_rss_bytes`; there
+    `peak_mem_bytes` comes from `tensor_peak`). Nothing runs between the timed runs, so measuring memory
+    never changes what the timings see."""
 
     def __init__(self, device):
         self.device = device
         self.baseline = 0
-        self.peaks: list[int] = []
 
     def reset(self) -> None:
-        self.peaks = []
-        self._start(collect=True)
-
-    def _start(self, collect: bool) -> None:
         if self.device.type == "cuda":
             import torch
 
@@ -95,8 +85,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.baseline = torch.cuda.memory_allocated(self.device)
             return
-        if collect:
-            gc.collect()
+        gc.collect()
         if trim := _malloc_trim():
             trim(0)
         try:
@@ -105,34 +94,17 @@ class PeakMemory:
             pass
         self.baseline = rss_bytes() or 0
 
-    def _peak(self) -> int:
+    def read(self) -> dict:
         if self.device.type == "cuda":
             import torch
 
             torch.cuda.synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device) - self.baseline
+            return {"peak_mem_bytes": torch.cuda.max_memory_allocated(self.device) - self.baseline,
+                    "peak_mem_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
+                    "mem_kind": "cuda_allocated"}
         hwm = _status_kib("VmHWM")
         peak = hwm * 1024 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return peak - self.baseline
-
-    @contextlib.contextmanager
-    def window(self) -> Iterator[None]:
-        if len(self.peaks) >= self.SAMPLES:
-            yield
-            return
-        if self.peaks:
-            self._start(collect=False)
-        yield
-        self.peaks.append(self._peak())
-
-    def read(self) -> dict:
-        peak = int(statistics.median(self.peaks or [self._peak()]))
-        if self.device.type == "cuda":
-            import torch
-
-            return {"peak_mem_bytes": peak, "peak_mem_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
-                    "mem_kind": "cuda_allocated"}
-        return {"peak_rss_bytes": peak}
+        return {"peak_rss_bytes": peak - self.baseline}
 
 
 def tensor_peak(work: Callable[[], object]) -> int:

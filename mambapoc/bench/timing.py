@@ -6,7 +6,6 @@ wanted the CPU while it ran. An unstable measurement is taken again, a bounded n
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -34,19 +33,15 @@ def repeat(
     min_time_s: float,
     max_repeats: int = 1000,
     clock: Callable[[], float] = time.perf_counter,
-    around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> dict[str, list[float]]:
-    """Call `run_once` (which returns named durations) and collect the samples of each name; each timed
-    call runs inside `around()` (the memory probe), the warmup calls do not."""
+    """Call `run_once` (which returns named durations) and collect the samples of each name."""
     for _ in range(warmup):
         run_once()
     samples: dict[str, list[float]] = {}
     start = clock()
     n = 0
     while n < min_repeats or (clock() - start < min_time_s and n < max_repeats):
-        with around():
-            durations = run_once()
-        for k, v in durations.items():
+        for k, v in run_once().items():
             samples.setdefault(k, []).append(v)
         n += 1
     return samples
@@ -125,14 +120,13 @@ class Measurement:
 
 def measure(run_once: Callable[[], dict[str, float]], warmup: int, repeats: int, min_time_s: float, *,
             retries: int, max_spread: float, max_pressure: float,
-            clock: Callable[[], float] = time.perf_counter,
-            around: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Measurement:
+            clock: Callable[[], float] = time.perf_counter) -> Measurement:
     """`repeat`, judged; an unstable measurement is taken again up to `retries` times. The first stable
     one is returned, else the one with the least spread, still marked unstable."""
     best: Measurement | None = None
     for attempt in range(1, retries + 2):
         with Watch() as w:
-            samples = repeat(run_once, warmup, repeats, min_time_s, clock=clock, around=around)
+            samples = repeat(run_once, warmup, repeats, min_time_s, clock=clock)
         verdict = judge(samples, w.conditions, max_spread, max_pressure)
         this = Measurement(samples, w.conditions, verdict, attempt)
         if verdict.stable:

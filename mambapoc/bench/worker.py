@@ -9,7 +9,6 @@ message) when the model cannot be loaded.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 from dataclasses import asdict
@@ -44,8 +43,7 @@ def serve(lm, ids: torch.Tensor, new_tokens: int) -> dict[str, float]:
     return {"prefill": t1 - t0, "ttft": t2 - t0, "decode": t3 - t2}
 
 
-def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: dict,
-                  mem: PeakMemory | None = None) -> dict:
+def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: dict) -> dict:
     """Prefill, time to first token and greedy decoding of `new_tokens`, repeated and judged for stability;
     keyed by the fields of `mambapoc.results.Cell` they fill."""
     ids = lm.as_ids(prompt_ids, batch)
@@ -55,8 +53,7 @@ def measure_speed(lm, prompt_ids: list[int], batch: int, new_tokens: int, cfg: d
 
     with torch.inference_mode():
         m = measure(once, cfg["warmup"], cfg["repeats"], cfg["min_time_s"], retries=cfg["remeasure"],
-                    max_spread=cfg["max_spread"], max_pressure=MAX_PRESSURE,
-                    around=mem.window if mem is not None else contextlib.nullcontext)
+                    max_spread=cfg["max_spread"], max_pressure=MAX_PRESSURE)
     prefill, decode = Timing.of(m.samples["prefill"]), Timing.of(m.samples["decode"])
     decode_s_per_tok = decode.p50 / new_tokens
     tokens = len(prompt_ids) * batch
@@ -105,7 +102,7 @@ def run_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory,
         with torch.inference_mode():
             out.update(peak_mem_bytes=tensor_peak(lambda: serve(lm, ids, cfg["new_tokens"])),
                        mem_kind="cpu_allocated")
-    out.update(measure_speed(lm, prompt, cfg["batch_size"], cfg["new_tokens"], cfg, mem))
+    out.update(measure_speed(lm, prompt, cfg["batch_size"], cfg["new_tokens"], cfg))
     out.update(mem.read())
     t0 = time.perf_counter()
     out["metrics"] = score(cell.task.name, lm, instances)
