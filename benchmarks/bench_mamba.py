@@ -34,12 +34,14 @@ from functools import partial
 
 import torch
 
-from mambapoc import kernels
+from mambapoc import kernels, resources
 from mambapoc.models.mamba import MambaConfig, MambaLM
 
 MODEL = {"vocab_size": 50280, "hidden_size": 256, "num_hidden_layers": 4, "state_size": 16}
-# The bundled mamba-tiny (recipes/bundled-tiny.yaml), trained at batch 8 x 512 tokens.
-TRAIN_MODEL = {"vocab_size": 4096, "hidden_size": 128, "num_hidden_layers": 6, "state_size": 16}
+# The shape of the bundled mamba-tiny (its config.json, as recipes/bundled-tiny.yaml makes it), timed at
+# batch 8 x 512 tokens; read from the shipped checkpoint so that the two cannot drift apart.
+TRAIN_MODEL = {k: v for k, v in json.loads((resources.models_dir() / "mamba-tiny" / "config.json").read_text()).items()
+               if k in ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel")}
 
 
 def sync(device: str) -> None:

@@ -36,6 +36,7 @@ def _conv_silu(x, state, w, bias, out, item, slot):
             orow[c] *= sigmoid(orow[c])
 
 
+@torch.compiler.disable  # a numba kernel on numpy views: called as is from a compiled decode step
 def causal_conv1d_silu(x, weight, bias, state):
     """silu(depthwise causal conv) of x (batch, L, d_inner) after `state` (batch, k - 1, d_inner), with
     weight (d_inner, k). Returns the output in x's dtype and the new state."""

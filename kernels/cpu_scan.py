@@ -277,6 +277,9 @@ def scan_backward(dy, dhT, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
             dz if z is not None else None, dbias_part.sum(0), dh0)
 
 
+# numba kernels run on numpy views of the tensors, which torch.compile cannot trace: a compiled decode
+# step calls them as they are, between compiled pieces.
+@torch.compiler.disable
 def state_update(state, x, dt, A, B, C, D, z, dt_bias, softplus):
     """One decoding step; `state` (batch, d_inner, N) fp32 is updated in place."""
     if state.dtype != torch.float32 or not state.is_contiguous() or state.device.type != "cpu":

@@ -98,6 +98,9 @@ class Cell:
     started_at: str | None = None
     finished_at: str | None = None
     wall_s: float | None = None
+    # How the model ran: prompt read in pieces of this many tokens (0: whole), and how it decoded.
+    prefill_chunk: int | None = None
+    decode_path: str | None = None
     # Speed (finished cells).
     prefill_s: Timing | None = None
     ttft_s: Timing | None = None
@@ -120,6 +123,7 @@ class Cell:
     peak_mem_reserved_bytes: int | None = None
     peak_rss_bytes: int | None = None
     mem_kind: str | None = None
+    mem_error: str | None = None  # why peak_mem_bytes is missing
     state_bytes: int | None = None
     # The task family's own metrics (accuracy, n, ci95, chance, by_depth, bits_per_byte, ...).
     metrics: dict = field(default_factory=dict)

@@ -20,6 +20,7 @@ DEFAULT_TASKS = ("continuation", "fewshot-classify", "needle")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAMBA_IMPLS = ("ours", "hf", "both")
+KV_CACHES = ("static", "dynamic")
 # Shorter names a recipe or the command line may use for some settings.
 ALIASES = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes", "pricing": "pricing_file",
            "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s", "stall_timeout": "stall_timeout_s"}
@@ -52,6 +53,9 @@ class CompareConfig:
     requests_per_day: int = 10_000
     workload_length: int | None = None
     interleave: bool = False
+    prefill_chunk: int = 0  # tokens per prefill piece for every model (0: the whole prompt at once)
+    kv_cache: str = "static"  # a Transformer's cache for timed requests: static (pre-allocated) or dynamic
+    compile: bool = False  # torch.compile the decode step of every model
     max_spread: float = 0.25  # how much slower than the median the slowest tenth of runs may be (Timing.spread)
     remeasure: int = 2  # extra measurements of an unstable cell before it is marked so
 
@@ -98,7 +102,8 @@ class CompareConfig:
         for t in self.tasks:
             if t.name not in FAMILIES:
                 raise bad("tasks", f"unknown task {t.name!r} (known: {', '.join(sorted(FAMILIES))})")
-        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("mamba_impl", MAMBA_IMPLS)):
+        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("mamba_impl", MAMBA_IMPLS),
+                              ("kv_cache", KV_CACHES)):
             if getattr(self, name) not in allowed:
                 raise bad(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
         for name in ("batch_size", "new_tokens", "repeats", "instances", "requests_per_day"):
@@ -114,6 +119,10 @@ class CompareConfig:
             raise bad("max_spread", "must be a positive fraction (0.1 = 10 %)")
         if self.remeasure < 0:
             raise bad("remeasure", "must not be negative")
+        if self.prefill_chunk < 0:
+            raise bad("prefill_chunk", "must be 0 (the whole prompt) or a number of tokens")
+        if self.compile and self.warmup < 1:
+            raise bad("warmup", "--compile needs a warm-up run (compilation happens there)")
         if self.memory_limit_bytes is not None and self.memory_limit_bytes <= 0:
             raise bad("memory_limit_bytes", "must be a positive size")
         if self.price_per_hour_usd is not None and not 0 < self.price_per_hour_usd < math.inf:
@@ -163,7 +172,9 @@ def _convert(name: str, value, where: str):
         if name in ("batch_size", "new_tokens", "repeats", "warmup", "instances", "seed", "requests_per_day",
                     "remeasure"):
             return _integer(value)
-        if name == "interleave":
+        if name == "prefill_chunk":
+            return parse_length(value) if value not in (0, "0") else 0
+        if name in ("interleave", "compile"):
             if not isinstance(value, bool):
                 raise ValueError(value)
             return value

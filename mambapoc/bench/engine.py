@@ -27,7 +27,7 @@ CONFIG = "config.yaml"
 # Settings that decide which cells a run measures and what they mean: a resumed run keeps them.
 PLAN_SETTINGS = ("models", "dataset", "lengths", "tasks", "device", "dtype", "batch_size", "new_tokens",
                  "instances", "seed", "mamba_impl", "threads", "pricing_file", "price_per_hour_usd",
-                 "requests_per_day", "workload_length")
+                 "requests_per_day", "workload_length", "prefill_chunk", "kv_cache", "compile")
 
 
 def saved_config(run_dir: Path) -> dict:
@@ -201,10 +201,14 @@ def _new_run_dir(run_dir: Path) -> bool:
 def check(cfg: CompareConfig) -> tuple[Plan, str, str, dict]:
     """Everything about a comparison that can be checked without its dataset: the models resolve, the
     device exists, the device has a price. Returns the plan, device, dtype and pricing."""
+    import torch
+
     the_plan = plan(cfg)
     device = cfg.resolved_device()
     dtype = cfg.resolved_dtype(device)
-    pricing = cost.price_for(device_name(device), cfg.pricing_file, cfg.price_per_hour_usd)
+    # A worker computes with --threads, else torch's default, which is the same in every process here.
+    threads = cfg.threads or torch.get_num_threads()
+    pricing = cost.price_for(device_name(device), cfg.pricing_file, cfg.price_per_hour_usd, threads)
     return the_plan, device, dtype, pricing
 
 

@@ -82,6 +82,15 @@ def compare(
                              "25 %) before it is measured again and, if still so, marked unstable.",
                              f"{D.max_spread:g}"),
     remeasure: int = _opt("How many times an unstable cell is measured again.", D.remeasure),
+    prefill_chunk: str = _opt("Read prompts in pieces of this many tokens, every model alike (Transformers "
+                              "through their KV cache, Mamba through its state); 0 reads each prompt whole.",
+                              D.prefill_chunk),
+    kv_cache: str = _opt("A Transformer's cache for timed requests: static (allocated once for the prompt and "
+                         "the new tokens; falls back to dynamic, and says so, where a model has none) or "
+                         "dynamic.", D.kv_cache),
+    compile: bool = typer.Option(None, "--compile/--no-compile", show_default=False,
+                                 help="torch.compile the decode step of every model (CUDA graphs on a GPU); "
+                                 "compilation happens in the warm-up runs."),
     data_dir: Path = _opt("Where datasets live (default $MAMBAPOC_DATA_DIR or ./data)."),
     out: Path = typer.Option(None, help="Run directory (default runs/compare-DATE-TIME)."),
     resume: bool = typer.Option(False, help="Continue the run in --out: run the cells not yet finished and "
@@ -105,7 +114,7 @@ def compare(
         "min_time_s": min_time, "warmup": warmup, "instances": instances, "cell_timeout_s": cell_timeout,
         "memory_limit_bytes": memory_limit, "threads": threads, "mamba_impl": mamba_impl, "seed": seed,
         "stall_timeout_s": stall_timeout, "interleave": interleave, "max_spread": max_spread,
-        "remeasure": remeasure,
+        "remeasure": remeasure, "prefill_chunk": prefill_chunk, "kv_cache": kv_cache, "compile": compile,
         "pricing_file": str(pricing) if pricing else None, "price_per_hour_usd": price_per_hour,
         "requests_per_day": requests_per_day, "workload_length": workload_length,
         "data_dir": str(data_dir) if data_dir else None,

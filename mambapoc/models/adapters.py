@@ -1,9 +1,12 @@
 """One interface over our Mamba and any transformers causal LM, for timing and for task scoring.
 
-Both families are driven the same way: a prefill of the prompt that keeps only the last position's
-logits, then one token at a time from the carried state (Mamba's recurrent state, a Transformer's KV
-cache). Scoring reuses the prefix state for every candidate continuation instead of re-reading the
-context, which is what makes multiple-choice scoring at 64k tokens affordable.
+Both families are driven the same way: a prefill of the prompt in pieces of `prefill_chunk` tokens (0:
+whole) that keeps only the last position's logits, then one token at a time from the carried state
+(Mamba's recurrent state, a Transformer's KV cache). A Transformer's cache for a timed request is a
+static one, allocated once for the prompt and the tokens to come, where the model supports it; and
+`compile_decode` puts the decode step of any family through torch.compile. Scoring reuses the prefix
+state for every candidate continuation instead of re-reading the context, which is what makes
+multiple-choice scoring at 64k tokens affordable.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class LoadedModel:
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
+        self.prefill_chunk = 0
+        self._step = self._decode
+        self.compiled = False
 
     # --- what subclasses provide -------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, cache, last_only: bool):
@@ -53,14 +59,38 @@ class LoadedModel:
         """Analytic size of the carried state after `length` tokens."""
         raise NotImplementedError
 
+    def _request_cache(self, batch: int, total: int):
+        """The cache a timed request of `total` tokens starts from (None: the model makes its own)."""
+        return None
+
+    @property
+    def decode_path(self) -> str:
+        """How this model decodes, in words, for the cell and the report."""
+        raise NotImplementedError
+
     # --- timing interface ----------------------------------------------------------------------
-    def prefill(self, ids: torch.Tensor):
-        logits, cache = self._forward(ids, None, last_only=True)
+    def prefill(self, ids: torch.Tensor, new_tokens: int = 0):
+        """The last position's logits and the cache after reading `ids`, `prefill_chunk` tokens at a time;
+        the cache has room for `new_tokens` more."""
+        cache = self._request_cache(ids.shape[0], ids.shape[1] + new_tokens)
+        step = self.prefill_chunk or ids.shape[1]
+        for start in range(0, ids.shape[1], step):
+            logits, cache = self._forward(ids[:, start : start + step], cache, last_only=True)
+        return logits[:, -1], cache
+
+    def _decode(self, token: torch.Tensor, cache):
+        logits, cache = self._forward(token, cache, last_only=True)
         return logits[:, -1], cache
 
     def decode_step(self, token: torch.Tensor, cache):
-        logits, cache = self._forward(token, cache, last_only=True)
-        return logits[:, -1], cache
+        return self._step(token, cache)
+
+    def compile_decode(self) -> None:
+        """Run the decode step through torch.compile (CUDA graphs too, on a GPU): the same for every family.
+        Compilation happens on the first calls, which the warm-up makes."""
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self._step = torch.compile(self._decode, mode=mode)
+        self.compiled = True
 
     def as_ids(self, ids: list[int], batch: int = 1) -> torch.Tensor:
         t = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -123,8 +153,13 @@ class OursMamba(LoadedModel):
     """Our Mamba implementation (mambapoc.models.mamba) with its recurrent state."""
 
     def _forward(self, ids, cache, last_only):
-        out = self.model(ids, state=cache, logits_to_keep=1 if last_only else 0)
+        # The adapter already feeds long inputs in pieces (`prefill_chunk`, scoring's SCORE_CHUNK).
+        out = self.model(ids, state=cache, logits_to_keep=1 if last_only else 0, chunk_size=None)
         return out.logits, out.state
+
+    @property
+    def decode_path(self) -> str:
+        return "recurrent state, fused update" + (", torch.compile" if self.compiled else "")
 
     def _branch(self, cache):
         return cache.clone()
@@ -147,6 +182,42 @@ class HFCausal(LoadedModel):
         # transformers 5 names the state `cache` (older releases: `past_key_values`).
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._recurrent = self.info.family == "mamba"
+        self.kv_cache = "static"  # "static" or "dynamic"; static falls back when the model refuses it
+        self.static_refused: str | None = None
+
+    def _request_cache(self, batch: int, total: int):
+        if self._recurrent or self.kv_cache != "static" or self.static_refused:
+            return None
+        from transformers import StaticCache
+
+        try:
+            # Its tensors take the batch, device and dtype of the first keys written to them.
+            return StaticCache(config=self.model.config, max_cache_len=total)
+        except (TypeError, ValueError, NotImplementedError, AttributeError) as e:
+            self.static_refused = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            return None
+
+    def prefill(self, ids: torch.Tensor, new_tokens: int = 0):
+        try:
+            return super().prefill(ids, new_tokens)
+        except (TypeError, ValueError, NotImplementedError, RuntimeError) as e:
+            if self._recurrent or self.kv_cache != "static" or self.static_refused:
+                raise
+            # The model has no static-cache path: measure it with the dynamic cache, and say so.
+            self.static_refused = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            return super().prefill(ids, new_tokens)
+
+    @property
+    def decode_path(self) -> str:
+        if self._recurrent:
+            path = "recurrent state (transformers)"
+        elif self.kv_cache == "static" and not self.static_refused:
+            path = "static KV cache"
+        elif self.static_refused:
+            path = f"dynamic KV cache (no static cache: {self.static_refused})"
+        else:
+            path = "dynamic KV cache"
+        return path + (", torch.compile" if self.compiled else "")
 
     def _forward(self, ids, cache, last_only):
         kwargs = {self._cache_kw: cache, "use_cache": True}

@@ -141,7 +141,20 @@ def _settings(run: Run, t: Text) -> Table:
         (t("set_seed"), cfg.get("seed")),
         (t("set_memory"), ", ".join(t(f"mem_kind_{k}") if k in MEM_KINDS else k
                                     for k in mem_kinds)),
+        (t("set_prefill"), _prefill_chunks(run, t)),
+        (t("set_decode"), "; ".join(f"{m.name}: {path}" for m in run.models
+                                    for path in sorted({c.decode_path for c in run.cells
+                                                        if c.key == m.key and c.decode_path}))
+         or t("not_recorded")),
     ])
+
+
+def _prefill_chunks(run: Run, t: Text) -> str:
+    chunks = sorted({c.prefill_chunk for c in run.cells if c.prefill_chunk is not None})
+    if not chunks:
+        return t("not_recorded")
+    return ", ".join(t("set_prefill_whole") if n == 0 else t("set_prefill_chunk", tokens=fmt.tokens(n))
+                     for n in chunks)
 
 
 def caveats(run: Run, f: Findings, t: Text) -> Section:
