@@ -121,7 +121,8 @@ def test_failed_cells_show_as_failed(built):
 def test_summary_md_answers_first(built):
     md = built["en"]["md"].read_text(encoding="utf-8")
     assert md.startswith("# Can Mamba replace the Transformer on payments-api?")
-    assert "**Recommendation: Mamba can replace the Transformer for this workload" in md
+    assert "**Recommendation: switch to Mamba for this workload" in md
+    assert "Mamba is as accurate, within 5 points" in md and "the Transformer up to 1k" in md
     assert "$19.09 vs $30.82 per month" in md
     assert "8. Caveats and next steps" in md and "report.html, report.pdf" in md
 

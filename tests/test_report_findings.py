@@ -76,7 +76,7 @@ def test_accuracy_difference_pools_matched_clean_cells():
     assert len(a.pairs) == 4  # few-shot and needle at 1k and 4k: the Transformer failed both at 16k
     assert (a.difference.mamba.n, a.difference.transformer.n) == (500, 500)
     lo, hi = a.difference.interval
-    assert lo < a.difference.value < hi and a.verdict == "similar"
+    assert lo < a.difference.value < hi and a.verdict == "equivalent"
     assert findings.wilson(0, 10)[0] == 0.0 and findings.wilson(10, 10)[1] == pytest.approx(1.0)
 
 

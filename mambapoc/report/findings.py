@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mambapoc.report import decision
 from mambapoc.report.load import Model, Run, Variant, variant
 from mambapoc.results import Cell
 
@@ -111,13 +112,8 @@ class Accuracy:
 
     @property
     def verdict(self) -> str:
-        """`similar` (no material loss), `worse` (a material loss) or `unclear` (the interval allows both)."""
-        lo, hi = self.difference.interval
-        if lo >= -ACCURACY_MARGIN:
-            return "similar"
-        if hi < -ACCURACY_MARGIN:
-            return "worse"
-        return "unclear"
+        """better, equivalent, worse or unclear: `decision.accuracy_class` at the margin."""
+        return decision.accuracy_class(*self.difference.interval, ACCURACY_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -161,8 +157,18 @@ class Calibration:
 
 @dataclass(frozen=True)
 class Recommendation:
-    verdict: str  # "switch", "switch_long", "keep", "more_evidence", "no_pair"
+    """The decision at the workload (`verdict`, from the accuracy and cost classes and which models ran
+    there), the decision at each measured length and its bands, and how many answers per model would settle
+    an unclear accuracy."""
+
+    verdict: str  # a value of decision.TABLE, "only_mamba", "only_transformer", "neither" or "no_pair"
     conditions: tuple[str, ...]
+    accuracy: str = "unclear"
+    cost: str = "unknown"
+    at_length: int | None = None  # the measured length whose feasibility decided, when one model did not run
+    by_length: dict[int, str] = field(default_factory=dict)
+    bands: tuple[decision.Band, ...] = ()
+    settle: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ class Findings:
     break_even: BreakEven | None
     calibration: dict[str, Calibration]
     only_mamba_ran: tuple[Point, ...]  # lengths where the Transformer failed and Mamba finished
-    failures: tuple[dict, ...]
+    failures: tuple[Cell, ...]
     recommendation: Recommendation
 
 
@@ -266,18 +272,21 @@ def compute(run: Run) -> Findings:
     new_tokens = _new_tokens(run)
     cost = _cost(run, pm, pt, common, new_tokens)
     break_even = _break_even(pm, pt, common, new_tokens)
-    recommendation = _recommend(accuracy, cost, break_even, only_mamba, calibration[mamba.key])
+    by_length = {n: _accuracy(run, mamba, transformer, n) for n in sorted(set(pm) | set(pt))}
+    recommendation = _recommend(accuracy, cost, break_even, only_mamba, calibration[mamba.key],
+                                _verdicts_by_length(pm, pt, by_length, accuracy, new_tokens))
     return Findings(
         mamba, transformer, profiles, speed, accuracy, cost, break_even, calibration, only_mamba, failures,
         recommendation,
     )
 
 
-def _accuracy(run: Run, mamba: Model, transformer: Model) -> Accuracy | None:
-    """Pooled over every clean (noise-free) task variant and length that both models finished."""
+def _accuracy(run: Run, mamba: Model, transformer: Model, length: int | None = None) -> Accuracy | None:
+    """Pooled over every clean (noise-free) task variant and length that both models finished (or at the
+    one `length`)."""
     by_key: dict[tuple[Variant, int], dict[str, Cell]] = {}
     for cell in run.cells:
-        if has_accuracy(cell) and variant(cell).noise_rate == 0:
+        if has_accuracy(cell) and variant(cell).noise_rate == 0 and length in (None, cell.length_tokens):
             by_key.setdefault((variant(cell), cell.length_tokens), {})[cell.key] = cell
     pairs = sorted(k for k, cells in by_key.items() if mamba.key in cells and transformer.key in cells)
     if not pairs:
@@ -399,26 +408,58 @@ def calibration_of(run: Run, model: Model) -> Calibration:
     return Calibration(len(pairs), best[0], best[1], best[2])
 
 
+def _interval(accuracy: Accuracy | None) -> tuple[float | None, float | None]:
+    return accuracy.difference.interval if accuracy is not None else (None, None)
+
+
+def _verdicts_by_length(pm: dict[int, Point], pt: dict[int, Point], accuracy: dict[int, Accuracy | None],
+                        pooled: Accuracy | None, new_tokens: int) -> dict[int, str]:
+    """The decision at each measured length, from that length's cost per request and runs, and its own
+    accuracy where that alone is decisive, else the accuracy pooled over all lengths (one length has
+    fewer answers; an accuracy that truly changes with length shows once it is clear)."""
+    everywhere = decision.accuracy_class(*_interval(pooled), ACCURACY_MARGIN)
+    out = {}
+    for n, acc in accuracy.items():
+        m, t = pm.get(n), pt.get(n)
+        m_ran, t_ran = m is not None and m.status == "ok", t is not None and t.status == "ok"
+        cost = decision.cost_class(request_cost(m, n, new_tokens) if m_ran else None,
+                                   request_cost(t, n, new_tokens) if t_ran else None)
+        here = decision.accuracy_class(*_interval(acc), ACCURACY_MARGIN)
+        out[n] = decision.decide(here if here != "unclear" else everywhere, cost, m_ran, t_ran)
+    return out
+
+
+def _at_workload(by_length: dict[int, str], cost: Cost | None) -> tuple[int, str] | None:
+    """The measured length that stands for the workload's: its own, else the next longer one (a model
+    that failed below the workload length fails at it too), else the longest."""
+    if not by_length:
+        return None
+    target = cost.length if cost is not None else max(by_length)
+    n = min((x for x in by_length if x >= target), default=max(by_length))
+    return n, by_length[n]
+
+
 def _recommend(
     accuracy: Accuracy | None,
     cost: Cost | None,
     break_even: BreakEven | None,
     only_mamba: tuple[Point, ...],
     calibration: Calibration,
+    by_length: dict[int, str],
 ) -> Recommendation:
+    acc_class = decision.accuracy_class(*_interval(accuracy), ACCURACY_MARGIN)
+    cost_class = decision.cost_class(*((cost.mamba.per_request, cost.transformer.per_request) if cost else (None, None)))
+    verdict, at_length = decision.decide(acc_class, cost_class), None
+    workload = _at_workload(by_length, cost)
+    if workload is not None and workload[1] in ("only_mamba", "only_transformer", "neither"):
+        at_length, verdict = workload
+    settle = None
+    if accuracy is not None and acc_class == "unclear":
+        d = accuracy.difference
+        settle = decision.answers_to_settle(d.mamba.correct, d.mamba.n, d.transformer.correct, d.transformer.n,
+                                            ACCURACY_MARGIN)
     conditions = []
-    cheaper_at_workload = cost is not None and cost.mamba.per_request < cost.transformer.per_request
-    if accuracy is None or accuracy.verdict == "unclear":
-        verdict = "more_evidence"
-    elif accuracy.verdict == "worse":
-        verdict = "keep"
-    elif cheaper_at_workload or only_mamba:
-        verdict = "switch"
-    elif break_even is not None and break_even.kind == "at":
-        verdict = "switch_long"
-    else:
-        verdict = "keep"
-    if accuracy is not None and accuracy.verdict == "similar":
+    if acc_class in ("equivalent", "better") and verdict not in ("keep", "only_transformer", "neither"):
         conditions.append("accuracy_margin")
     if break_even is not None and break_even.kind == "at":
         conditions.append("longer_than_break_even")
@@ -429,4 +470,5 @@ def _recommend(
     if only_mamba:
         conditions.append("transformer_failed")
     conditions.append("same_device")
-    return Recommendation(verdict, tuple(conditions))
+    return Recommendation(verdict, tuple(conditions), acc_class, cost_class, at_length, by_length,
+                          tuple(decision.bands(by_length)), settle)

@@ -46,43 +46,98 @@ STRINGS: dict[str, tuple[str, str]] = {
     "more_memory": ("{ratio}× more memory", "メモリ {ratio} 倍"),
     "points": ("{value} points", "{value} ポイント"),
     # Recommendation
-    "rec_switch": ("Recommendation: Mamba can replace the Transformer for this workload, under the conditions below.",
-                   "推奨：以下の条件のもとで、このワークロードでは Mamba が Transformer を置き換えられます。"),
-    "rec_switch_long": ("Recommendation: use Mamba for requests longer than about {length} tokens and keep the "
-                        "Transformer for shorter ones.",
-                        "推奨：約 {length} トークンより長いリクエストには Mamba を使い、短いものは Transformer "
-                        "のままにしてください。"),
+    "rec_switch": ("Recommendation: switch to Mamba for this workload, under the conditions below.",
+                   "推奨：以下の条件のもとで、このワークロードは Mamba に切り替えてください。"),
+    "rec_trade_off": ("Recommendation: a trade-off. Mamba is more accurate and costs more; decide on its worth.",
+                      "推奨：トレードオフです。Mamba は精度が高い一方でコストも高く、その価値で判断してください。"),
+    "rec_either": ("Recommendation: either model. Nothing measured here favours switching.",
+                   "推奨：どちらでも構いません。ここでの測定には切り替えを支持する結果はありません。"),
     "rec_keep": ("Recommendation: keep the Transformer.", "推奨：Transformer を使い続けてください。"),
     "rec_more_evidence": ("Recommendation: not decided yet. Measure accuracy on more instances first.",
                           "推奨：まだ判断できません。まずより多くの事例で精度を測定してください。"),
+    "rec_only_mamba": ("Recommendation: Mamba. At this workload's length only Mamba ran on this hardware.",
+                       "推奨：Mamba。このワークロードの長さでは、このハードウェアで動いたのは Mamba だけです。"),
+    "rec_only_transformer": ("Recommendation: keep the Transformer. At this workload's length only it ran on this "
+                             "hardware.",
+                             "推奨：Transformer を継続。このワークロードの長さでは、このハードウェアで動いたのは "
+                             "Transformer だけです。"),
+    "rec_neither": ("Recommendation: neither model ran at this workload's length on this hardware.",
+                    "推奨：このワークロードの長さでは、このハードウェアでどちらのモデルも動きませんでした。"),
     "rec_no_pair": ("No comparison: this run lacks a Mamba or a Transformer model.",
                     "比較なし：この実行には Mamba または Transformer のモデルがありません。"),
     "rec_no_pair_why": ("The run has only these model families: {families}. Add one model of each family to "
                         "compare them.",
                         "この実行のモデル系統は {families} のみです。比較するには各系統のモデルを 1 つずつ"
                         "追加してください。"),
-    "reason_accuracy_similar": ("No accuracy loss beyond {margin} points: the difference is {diff} "
-                                "(95 % CI {lo} to {hi}).",
-                                "{margin} ポイントを超える精度低下はありません。差は {diff}（95 % 信頼区間 "
-                                "{lo}〜{hi}）です。"),
-    "reason_accuracy_worse": ("Mamba's accuracy is lower by more than {margin} points: {diff} "
-                              "(95 % CI {lo} to {hi}).",
-                              "Mamba の精度は {margin} ポイントを超えて低くなっています。差は {diff}"
-                              "（95 % 信頼区間 {lo}〜{hi}）です。"),
-    "reason_accuracy_unclear": ("The accuracy difference, {diff} (95 % CI {lo} to {hi}), cannot yet rule out "
-                                "a loss beyond {margin} points.",
-                                "精度の差 {diff}（95 % 信頼区間 {lo}〜{hi}）からは、{margin} ポイントを"
-                                "超える低下をまだ否定できません。"),
-    "reason_accuracy_none": ("No accuracy task finished for both models, so accuracy is not compared.",
-                             "両モデルで完了した精度タスクがないため、精度は比較していません。"),
-    "rec_cost_reason": ("At {length}-token requests {mamba} costs {m} per request and {transformer} {t}.",
-                        "{length} トークンのリクエスト 1 件あたり、{mamba} は {m}、{transformer} は {t} です。"),
-    "rec_cost_month_reason": ("At {requests} requests a day of {length} tokens, {mamba} would cost {m} a month "
-                              "and {transformer} {t}.",
-                              "1 日 {requests} 件、{length} トークンのリクエストでは、月額は {mamba} が {m}、"
-                              "{transformer} が {t} です。"),
-    "rec_cost_unknown": ("Cost could not be compared: a model has no priced, finished cell.",
-                         "コストは比較できません。価格付きで完了したセルがないモデルがあります。"),
+    "per_month": ("a month at your workload ({requests} requests a day of {length} tokens)",
+                  "（1 日 {requests} 件、{length} トークンのワークロードで月額）"),
+    "per_request": ("per request of {length} tokens", "（{length} トークンのリクエスト 1 件あたり）"),
+    "why_better_cheaper": ("Mamba answers {gain} points more often correctly (95 % interval {lo} to {hi}) and costs "
+                           "{delta} less {per}.",
+                           "Mamba は正答率が {gain} ポイント高く（95 % 信頼区間 {lo}〜{hi}）、コストも {delta} "
+                           "低くなります{per}。"),
+    "why_better_similar": ("Mamba answers {gain} points more often correctly (95 % interval {lo} to {hi}) at about "
+                           "the same cost ({m} against {t} {per}).",
+                           "Mamba は正答率が {gain} ポイント高く（95 % 信頼区間 {lo}〜{hi}）、コストはほぼ同じです"
+                           "（{m} 対 {t}{per}）。"),
+    "why_better_dearer": ("Mamba answers {gain} points more often correctly (95 % interval {lo} to {hi}) for {delta} "
+                          "more {per}: switch if that gain is worth it.",
+                          "Mamba は正答率が {gain} ポイント高い（95 % 信頼区間 {lo}〜{hi}）代わりに、コストが "
+                          "{delta} 高くなります{per}。その向上に見合うなら切り替えてください。"),
+    "why_better_unknown": ("Mamba answers {gain} points more often correctly (95 % interval {lo} to {hi}); its cost "
+                           "was not compared.",
+                           "Mamba は正答率が {gain} ポイント高くなります（95 % 信頼区間 {lo}〜{hi}）。コストは"
+                           "比較していません。"),
+    "why_equivalent_cheaper": ("Mamba is as accurate, within {margin} points ({diff}, 95 % interval {lo} to {hi}), "
+                               "and costs {delta} less {per}.",
+                               "Mamba の精度は {margin} ポイントの範囲で同等（{diff}、95 % 信頼区間 {lo}〜{hi}）で、"
+                               "コストは {delta} 低くなります{per}。"),
+    "why_equivalent_similar": ("Mamba is as accurate, within {margin} points ({diff}, 95 % interval {lo} to {hi}), "
+                               "and costs about the same ({m} against {t} {per}).",
+                               "Mamba の精度は {margin} ポイントの範囲で同等（{diff}、95 % 信頼区間 {lo}〜{hi}）で、"
+                               "コストもほぼ同じです（{m} 対 {t}{per}）。"),
+    "why_equivalent_dearer": ("Mamba is as accurate, within {margin} points ({diff}, 95 % interval {lo} to {hi}), "
+                              "but costs {delta} more {per}.",
+                              "Mamba の精度は {margin} ポイントの範囲で同等（{diff}、95 % 信頼区間 {lo}〜{hi}）ですが、"
+                              "コストは {delta} 高くなります{per}。"),
+    "why_equivalent_unknown": ("Mamba is as accurate, within {margin} points ({diff}, 95 % interval {lo} to {hi}); "
+                               "its cost was not compared.",
+                               "Mamba の精度は {margin} ポイントの範囲で同等です（{diff}、95 % 信頼区間 {lo}〜{hi}）。"
+                               "コストは比較していません。"),
+    "why_worse": ("Mamba answers {gain} points less often correctly (95 % interval {lo} to {hi}), more than the "
+                  "{margin}-point margin{saving}: a loss of accuracy is not traded for cost.",
+                  "Mamba は正答率が {gain} ポイント低く（95 % 信頼区間 {lo}〜{hi}）、{margin} ポイントの許容幅を"
+                  "超えています{saving}。精度の低下はコストと引き換えにしません。"),
+    "why_saving": (", though it would cost {delta} less {per}", "（コストは {delta} 低くなります{per}が）"),
+    "why_unclear": ("The accuracy difference, {diff} (95 % interval {lo} to {hi}), cannot yet tell a loss of more "
+                    "than {margin} points from none{settle}.",
+                    "精度の差 {diff}（95 % 信頼区間 {lo}〜{hi}）からは、{margin} ポイントを超える低下の有無を"
+                    "まだ判断できません{settle}。"),
+    "why_settle": (": about {n} answers per model would settle it ({now} now)",
+                   "。判断には 1 モデルあたり約 {n} 件の回答が必要です（現在 {now} 件）"),
+    "why_no_accuracy": ("No accuracy task finished for both models, so accuracy is not compared: measure it "
+                        "before deciding.",
+                        "両モデルで完了した精度タスクがないため精度は比較していません。判断の前に測定してください。"),
+    "why_only_mamba": ("At {length} tokens the Transformer did not finish on {device} ({status}); Mamba did.",
+                       "{length} トークンでは、{device} 上で Transformer は完了せず（{status}）、Mamba は完了しました。"),
+    "why_only_transformer": ("At {length} tokens Mamba did not finish on {device} ({status}); the Transformer did.",
+                             "{length} トークンでは、{device} 上で Mamba は完了せず（{status}）、Transformer は"
+                             "完了しました。"),
+    "why_neither": ("At {length} tokens neither model finished on {device} ({status}).",
+                    "{length} トークンでは、{device} 上でどちらのモデルも完了しませんでした（{status}）。"),
+    "bands": ("The answer changes with prompt length: {items}.", "答えはプロンプトの長さで変わります：{items}。"),
+    "band_join": ("; ", "、"),
+    "band_up_to": ("{who} up to {hi}", "{hi} までは{who}"),
+    "band_between": ("{who} from {lo} to {hi}", "{lo}〜{hi} は{who}"),
+    "band_at": ("{who} at {lo}", "{lo} では{who}"),
+    "band_from": ("{who} from {lo}", "{lo} 以上は{who}"),
+    "band_mamba": ("Mamba", "Mamba"),
+    "band_transformer": ("the Transformer", "Transformer"),
+    "band_either": ("either model (a trade-off or no difference)", "どちらでも（トレードオフまたは差なし）"),
+    "band_unknown": ("not decided (too few answers)", "判断保留（回答数不足）"),
+    "band_none": ("neither (no model finished)", "なし（どちらも完了せず）"),
+    "bands_break_even": ("Mamba becomes the cheaper one from about {length} tokens.",
+                         "約 {length} トークン以上では Mamba の方が安くなります。"),
     "cond_accuracy_margin": ("Accuracy: a loss of up to {margin} points is treated as acceptable (the interval "
                              "reaches {lo}); confirm that margin fits your use.",
                              "精度：{margin} ポイントまでの低下を許容範囲としています（信頼区間の下限は {lo}）。"
@@ -125,8 +180,9 @@ STRINGS: dict[str, tuple[str, str]] = {
                              "task × length combinations both models finished ({n_m} and {n_t} answers).",
                              "95 % 信頼区間 {lo}〜{hi} ポイント。両モデルが完了した {pairs} 個のタスク×長さの"
                              "組み合わせを合算して {m} 対 {t}（回答 {n_m} 件と {n_t} 件）。"),
-    "accuracy_verdict_similar": ("No loss beyond the {margin}-point margin.",
-                                 "{margin} ポイントの許容幅を超える低下はありません。"),
+    "accuracy_verdict_better": ("Surely more accurate.", "精度が確実に高いといえます。"),
+    "accuracy_verdict_equivalent": ("No loss beyond the {margin}-point margin.",
+                                    "{margin} ポイントの許容幅を超える低下はありません。"),
     "accuracy_verdict_worse": ("A loss beyond the {margin}-point margin.",
                                "{margin} ポイントの許容幅を超える低下があります。"),
     "accuracy_verdict_unclear": ("Too few answers to rule out a loss beyond {margin} points.",
@@ -185,9 +241,14 @@ STRINGS: dict[str, tuple[str, str]] = {
                       "超えたか、他のプロセスが CPU を使っていました。目安として扱い、負荷のない環境で再実行してください。"),
     "context_pair": ("Compared: {mamba} against {transformer}.", "比較対象：{mamba} と {transformer}。"),
     "headline": ("{verdict}: {evidence}.", "{verdict}：{evidence}。"),
+    "headline_trade_off": ("A trade-off: Mamba more accurate, at a higher cost", "トレードオフ：Mamba は高精度だが高コスト"),
+    "headline_either": ("Either model: nothing favours switching", "どちらでも可：切り替える理由なし"),
+    "headline_only_mamba": ("Mamba: only it ran at the workload length", "Mamba：ワークロード長で動いたのは Mamba のみ"),
+    "headline_only_transformer": ("Keep the Transformer: only it ran at the workload length",
+                                  "Transformer を継続：ワークロード長で動いたのは Transformer のみ"),
+    "headline_neither": ("Neither model ran at the workload length", "ワークロード長ではどちらも動かず"),
     "headline_switch": ("Mamba can replace the Transformer (with conditions)",
                         "条件付きで Mamba は Transformer を置き換え可能"),
-    "headline_switch_long": ("Mamba for requests over {length} tokens", "{length} トークン超のリクエストは Mamba"),
     "headline_keep": ("Keep the Transformer", "Transformer を継続"),
     "headline_more_evidence": ("Not decided, accuracy needs more instances", "判断保留、精度の追加検証が必要"),
     "headline_no_pair": ("No Mamba and Transformer pair to compare", "比較できる Mamba と Transformer の組なし"),

@@ -4,13 +4,14 @@ what was measured on what. Also the one-line headline the command line prints.""
 from __future__ import annotations
 
 from mambapoc.report import fmt
+from mambapoc.report.decision import RUNS
 from mambapoc.report.document import Callout, Card, Cards, Paragraph, Section
 from mambapoc.report.findings import ACCURACY_MARGIN, CALIBRATION_TARGET, Cost, CostAt, Findings
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Model, Run, variant
 from mambapoc.results import Cell
 
-_TONES = {"switch": "positive", "switch_long": "positive", "keep": "negative", "more_evidence": "neutral"}
+_TONES = {"switch": "positive", "only_mamba": "positive", "keep": "negative", "only_transformer": "negative"}
 
 
 def section(run: Run, f: Findings, t: Text) -> Section:
@@ -21,11 +22,7 @@ def section(run: Run, f: Findings, t: Text) -> Section:
 
 def headline(run: Run, f: Findings, t: Text) -> str:
     """One line: the verdict and the numbers it rests on."""
-    verdict = f.recommendation.verdict
-    if verdict == "switch_long":
-        short = t("headline_switch_long", length=fmt.tokens(f.break_even.length))
-    else:
-        short = t(f"headline_{verdict}")
+    short = t(f"headline_{f.recommendation.verdict}")
     parts = []
     if f.speed is not None:
         parts.append(t("headline_speed", ratio=faster(f.speed.prefill_ratio, t), length=fmt.tokens(f.speed.length)))
@@ -73,40 +70,72 @@ def break_even_text(f: Findings, t: Text) -> str:
     return t("break_even_one_length", length=lengths)
 
 
-def _verdict_title(f: Findings, t: Text) -> str:
-    verdict = f.recommendation.verdict
-    if verdict == "switch_long":
-        return t("rec_switch_long", length=fmt.tokens(f.break_even.length))
-    return t(f"rec_{verdict}")
-
-
 def _recommendation(run: Run, f: Findings, t: Text) -> Callout:
-    if f.recommendation.verdict == "no_pair":
+    """The verdict, then in its first sentence the reason in the reader's units, the length bands when the
+    answer changes with length, and the conditions it holds under."""
+    r = f.recommendation
+    if r.verdict == "no_pair":
         families = ", ".join(sorted({m.family for m in run.models}))
         return Callout(t("rec_no_pair"), t("rec_no_pair_why", families=families), [])
-    why = [_accuracy_reason(f, t)]
+    text = [why(run, f, t)]
+    if len(r.bands) > 1:
+        text.append(bands_text(f, t))
+    conditions = [_condition(code, run, f, t) for code in r.conditions]
+    return Callout(t(f"rec_{r.verdict}"), " ".join(text), conditions, tone=_TONES.get(r.verdict, "neutral"))
+
+
+def _money(f: Findings, t: Text) -> dict[str, str]:
+    """The two models' cost in the manager's unit (a month at the workload, else a request) and the gap."""
     c = f.cost
-    if c is not None and c.mamba.per_month is not None:
-        why.append(t("rec_cost_month_reason", length=fmt.tokens(c.length), requests=fmt.count(c.requests_per_day),
-                     mamba=f.mamba.name, m=fmt.usd(c.mamba.per_month), transformer=f.transformer.name,
-                     t=fmt.usd(c.transformer.per_month)))
-    elif c is not None:
-        why.append(t("rec_cost_reason", length=fmt.tokens(c.length), mamba=f.mamba.name,
-                     m=fmt.usd(c.mamba.per_request), transformer=f.transformer.name,
-                     t=fmt.usd(c.transformer.per_request)))
-    else:
-        why.append(t("rec_cost_unknown"))
-    conditions = [_condition(code, run, f, t) for code in f.recommendation.conditions]
-    return Callout(_verdict_title(f, t), " ".join(why), conditions, tone=_TONES[f.recommendation.verdict])
+    if c is None:
+        return {}
+    monthly = c.mamba.per_month is not None
+    m, tr = (c.mamba.per_month, c.transformer.per_month) if monthly else (c.mamba.per_request, c.transformer.per_request)
+    per = (t("per_month", requests=fmt.count(c.requests_per_day), length=fmt.tokens(c.length)) if monthly
+           else t("per_request", length=fmt.tokens(c.length)))
+    return {"m": fmt.usd(m), "t": fmt.usd(tr), "delta": fmt.usd(abs(m - tr)), "per": per}
 
 
-def _accuracy_reason(f: Findings, t: Text) -> str:
-    margin = fmt.plain(ACCURACY_MARGIN * 100)
+def why(run: Run, f: Findings, t: Text) -> str:
+    """The first sentence of the recommendation; it states the case of the decision table that decided."""
+    r = f.recommendation
+    if r.at_length is not None:
+        failing = f.transformer if r.verdict == "only_mamba" else f.mamba
+        status = f.profiles[failing.key][r.at_length].status if r.verdict != "neither" else "/".join(
+            sorted({f.profiles[m.key][r.at_length].status for m in (f.mamba, f.transformer)}))
+        return t(f"why_{r.verdict}", length=fmt.tokens(r.at_length), device=device_name(run),
+                 status=t.status(status))
     if f.accuracy is None:
-        return t("reason_accuracy_none")
-    lo, hi = f.accuracy.difference.interval
-    return t(f"reason_accuracy_{f.accuracy.verdict}", margin=margin, diff=points(f.accuracy.difference.value, t),
-             lo=fmt.signed(lo * 100), hi=fmt.signed(hi * 100))
+        return t("why_no_accuracy")
+    d = f.accuracy.difference
+    lo, hi = d.interval
+    fields = {"margin": fmt.plain(ACCURACY_MARGIN * 100), "diff": points(d.value, t),
+              "gain": fmt.plain(abs(d.value) * 100), "lo": fmt.signed(lo * 100), "hi": fmt.signed(hi * 100),
+              **_money(f, t)}
+    if r.accuracy == "unclear":
+        settle = t("why_settle", n=fmt.count(r.settle), now=fmt.count(d.mamba.n)) if r.settle else ""
+        return t("why_unclear", settle=settle, **fields)
+    if r.accuracy == "worse":
+        saving = t("why_saving", **fields) if r.cost == "cheaper" else ""
+        return t("why_worse", saving=saving, **fields)
+    return t(f"why_{r.accuracy}_{r.cost}", **fields)
+
+
+def bands_text(f: Findings, t: Text) -> str:
+    """`The answer changes with prompt length: the Transformer up to 2k; Mamba from 8k.`"""
+    items = []
+    last = len(f.recommendation.bands) - 1
+    for i, band in enumerate(f.recommendation.bands):
+        who = t(f"band_{RUNS[band.verdict]}")
+        lo, hi = fmt.tokens(band.lengths[0]), fmt.tokens(band.lengths[-1])
+        key = ("band_up_to" if i == 0 else "band_from" if i == last else "band_at" if lo == hi
+               else "band_between")
+        items.append(t(key, who=who, lo=lo, hi=hi))
+    text = t("bands", items=t("band_join").join(items))
+    be = f.break_even
+    if be is not None and be.kind == "at":
+        text += " " + t("bands_break_even", length=fmt.tokens(be.length))
+    return text
 
 
 def _condition(code: str, run: Run, f: Findings, t: Text) -> str:
