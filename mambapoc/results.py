@@ -167,6 +167,21 @@ class Cell:
     def replace(self, **changes: Any) -> Cell:
         return dataclasses.replace(self, **changes)
 
+    def priced(self, price_per_hour: float) -> Cell:
+        """This cell with its cost at `price_per_hour` dollars a device-hour, from its measured throughput:
+        $ per 1M input and output tokens, and $ per request (a prompt of the cell's length and its new
+        tokens, over the batch)."""
+        per_s = price_per_hour / 3600.0
+        costs: dict[str, float] = {"price_per_hour_usd": price_per_hour}
+        if self.prefill_tok_s:
+            costs["cost_usd_per_1m_input"] = per_s / self.prefill_tok_s * 1e6
+        if self.decode_tok_s:
+            costs["cost_usd_per_1m_output"] = per_s / self.decode_tok_s * 1e6
+        if self.prefill_s and self.decode_ms_per_tok is not None and self.new_tokens is not None:
+            seconds = self.prefill_s.p50 + self.new_tokens * self.decode_ms_per_tok / 1000.0
+            costs["cost_usd_per_request"] = per_s * seconds / self.batch_size
+        return self.replace(**costs)
+
     def to_json(self) -> dict:
         out = {"cell_id": self.cell_id, **self.extra}
         for f in dataclasses.fields(self):

@@ -34,11 +34,11 @@ def test_cell_costs_are_price_over_throughput():
     cell = Cell(model="m", task="t", length_tokens=1000, status="ok", batch_size=2, new_tokens=16,
                 prefill_s=Timing(0.5, 0.6, 0.4, 0.7, 0.5, 5), prefill_tok_s=4000.0, decode_tok_s=100.0,
                 decode_ms_per_tok=20.0)
-    c = cost.cell_costs(cell, price_per_hour=3.6)  # $0.001 a second
-    assert c["price_per_hour_usd"] == 3.6
-    assert c["cost_usd_per_1m_input"] == pytest.approx(0.25)  # 1e6 tokens / 4000 per s = 250 s
-    assert c["cost_usd_per_1m_output"] == pytest.approx(10.0)  # 1e6 / 100 = 10,000 s
-    assert c["cost_usd_per_request"] == pytest.approx(0.00041)  # (0.5 + 16 x 0.020) s / 2 requests
+    c = cell.priced(price_per_hour=3.6)  # $0.001 a second
+    assert c.price_per_hour_usd == 3.6
+    assert c.cost_usd_per_1m_input == pytest.approx(0.25)  # 1e6 tokens / 4000 per s = 250 s
+    assert c.cost_usd_per_1m_output == pytest.approx(10.0)  # 1e6 / 100 = 10,000 s
+    assert c.cost_usd_per_request == pytest.approx(0.00041)  # (0.5 + 16 x 0.020) s / 2 requests
 
 
 def test_a_cpu_is_priced_per_thread_used(tmp_path):

@@ -13,7 +13,6 @@ import yaml
 
 from mambapoc.errors import UserError
 from mambapoc.resources import default_pricing
-from mambapoc.results import Cell
 
 PER = ("device", "thread")
 
@@ -54,18 +53,3 @@ def price_for(device_name: str, pricing_file: str | None, price_per_hour: float 
             return {"device_name": device_name, "price_per_hour_usd": float(e["usd_per_hour"]),
                     "source": f"{source}: {label}"}
     raise UserError(f"no price for device {device_name!r} in {source}: add an entry or pass --price-per-hour")
-
-
-def cell_costs(cell: Cell, price_per_hour: float) -> dict:
-    """The cost fields of a finished cell: $ per 1M input and output tokens, and $ per request (a prompt
-    of the cell's length and its new tokens)."""
-    per_s = price_per_hour / 3600.0
-    out = {"price_per_hour_usd": price_per_hour}
-    if cell.prefill_tok_s:
-        out["cost_usd_per_1m_input"] = per_s / cell.prefill_tok_s * 1e6
-    if cell.decode_tok_s:
-        out["cost_usd_per_1m_output"] = per_s / cell.decode_tok_s * 1e6
-    if cell.prefill_s and cell.decode_ms_per_tok is not None and cell.new_tokens is not None:
-        seconds = cell.prefill_s.p50 + cell.new_tokens * cell.decode_ms_per_tok / 1000.0
-        out["cost_usd_per_request"] = per_s * seconds / cell.batch_size
-    return out

@@ -172,7 +172,7 @@ class Runner:
             cell = cell.replace(status="oom", error=f"resident memory peaked {cell.peak_rss_bytes:,} bytes above "
                                                     f"the worker's idle memory, over --memory-limit {limit:,}")
         if cell.ok:
-            cell = cell.replace(**cost.cell_costs(cell, self.pricing["price_per_hour_usd"]))
+            cell = cell.priced(self.pricing["price_per_hour_usd"])
         self.store.append(cell)
         self.display.cell_finished(cell)
 

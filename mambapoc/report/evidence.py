@@ -12,10 +12,12 @@ from mambapoc.report.findings import (
     ACCURACY_MARGIN,
     CALIBRATION_MIN_INSTANCES,
     CALIBRATION_TARGET,
+    DAYS_PER_MONTH,
     MEM_KINDS,
     Difference,
     Findings,
     Point,
+    break_even_of,
     calibration_pairs,
     has_accuracy,
     proportion,
@@ -23,7 +25,13 @@ from mambapoc.report.findings import (
 )
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Run, Variant, variant
-from mambapoc.report.summary import break_even_text, cost_basis, faster, less_memory, repeats
+from mambapoc.report.summary import (
+    break_even_text,
+    cost_basis,
+    faster,
+    less_memory,
+    repeats,
+)
 
 
 def sections(run: Run, f: Findings, t: Text) -> list[Section]:
@@ -342,4 +350,45 @@ def cost(run: Run, f: Findings, t: Text) -> Section:
         items.append(t("cost_no_workload"))
     items.append(break_even_text(f, t))
     blocks.append(Bullets(items))
+    blocks += sensitivity(f, t)
     return Section("cost", t("sec_cost"), blocks)
+
+
+def _cheaper_from(be, t: Text) -> str:
+    if be is None or be.kind == "one_length":
+        return "–"
+    if be.kind == "at":
+        return t("cheaper_from", length=fmt.tokens(be.length))
+    return t(f"cheaper_{be.kind}", length=fmt.tokens(be.lengths[-1]))
+
+
+SENSITIVITY_TOKENS = (16, 256, 1024)  # generated tokens per request: short answers to long reports
+
+
+def sensitivity(f: Findings, t: Text) -> list:
+    """Cost by prompt length and generated tokens, at the stated requests a day, and from which length
+    Mamba is the cheaper one for each number of generated tokens: the two things that move the answer.
+    (Requests a day and the price scale both models' cost alike, so they never change which is cheaper.)"""
+    c = f.cost
+    pm, pt = f.profiles[f.mamba.key], f.profiles[f.transformer.key]
+    lengths = [n for n in pm if n in pt and pm[n].status == "ok" and pt[n].status == "ok"]
+    if c is None or not lengths:
+        return []
+    tokens = sorted({c.new_tokens, *SENSITIVITY_TOKENS})
+    scale = c.requests_per_day * DAYS_PER_MONTH if c.requests_per_day else 1
+
+    def pair(n: int, new: int) -> str:
+        m, tr = request_cost(pm[n], n, new), request_cost(pt[n], n, new)
+        if m is None or tr is None:
+            return "–"
+        return f"{fmt.usd(m * scale)} / {fmt.usd(tr * scale)}"
+
+    rows = [[Cell(fmt.tokens(n)), *(Cell(pair(n, new)) for new in tokens)] for n in lengths]
+    flips = [_cheaper_from(break_even_of(pm, pt, lengths, new), t) for new in tokens]
+    rows.append([Cell(t("sensitivity_cheaper_from")), *(Cell(x) for x in flips)])
+    unit = (t("sensitivity_unit_month", requests=fmt.count(c.requests_per_day)) if c.requests_per_day
+            else t("sensitivity_unit_request"))
+    headers = [t("col_length"), *(t("sensitivity_col_tokens", tokens=fmt.count(new)) for new in tokens)]
+    return [Subheading(t("sensitivity_heading")),
+            Table(headers, rows, label_columns=1, caption=t("sensitivity_caption", unit=unit)),
+            Paragraph(t("sensitivity_scaling"))]

@@ -4,6 +4,7 @@ recommendation that follows from them. Everything here is computed from measured
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -271,14 +272,29 @@ def compute(run: Run) -> Findings:
     accuracy = _accuracy(run, mamba, transformer)
     new_tokens = _new_tokens(run)
     cost = _cost(run, pm, pt, common, new_tokens)
-    break_even = _break_even(pm, pt, common, new_tokens)
+    break_even = break_even_of(pm, pt, common, new_tokens)
     by_length = {n: _accuracy(run, mamba, transformer, n) for n in sorted(set(pm) | set(pt))}
     recommendation = _recommend(accuracy, cost, break_even, only_mamba, calibration[mamba.key],
                                 _verdicts_by_length(pm, pt, by_length, accuracy, new_tokens))
+    if beyond_training(run, mamba, transformer):
+        recommendation = dataclasses.replace(
+            recommendation, conditions=(*recommendation.conditions[:-1], "beyond_trained",
+                                        recommendation.conditions[-1]))
     return Findings(
         mamba, transformer, profiles, speed, accuracy, cost, break_even, calibration, only_mamba, failures,
         recommendation,
     )
+
+
+def beyond_training(run: Run, *models: Model) -> dict[str, list[int]]:
+    """Model name -> measured lengths beyond the length it was trained on, for the models that have any."""
+    out = {}
+    for m in models:
+        if m.trained_length:
+            longer = sorted({c.length_tokens for c in run.cells if c.key == m.key and c.length_tokens > m.trained_length})
+            if longer:
+                out[m.name] = longer
+    return out
 
 
 def _accuracy(run: Run, mamba: Model, transformer: Model, length: int | None = None) -> Accuracy | None:
@@ -357,7 +373,7 @@ def _cost(run: Run, pm: dict[int, Point], pt: dict[int, Point], common: list[int
     return Cost(int(length), new_tokens, per_day, from_workload, mamba, transformer)
 
 
-def _break_even(pm: dict[int, Point], pt: dict[int, Point], common: list[int], new_tokens: int) -> BreakEven | None:
+def break_even_of(pm: dict[int, Point], pt: dict[int, Point], common: list[int], new_tokens: int) -> BreakEven | None:
     """The length from which Mamba's cost per request stays below the Transformer's up to the longest length
     both ran; the crossing is interpolated on log-length between the measured lengths around it."""
     lengths = [n for n in common if request_cost(pm[n], n, new_tokens) and request_cost(pt[n], n, new_tokens)]

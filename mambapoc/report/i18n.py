@@ -136,6 +136,28 @@ STRINGS: dict[str, tuple[str, str]] = {
     "band_either": ("either model (a trade-off or no difference)", "どちらでも（トレードオフまたは差なし）"),
     "band_unknown": ("not decided (too few answers)", "判断保留（回答数不足）"),
     "band_none": ("neither (no model finished)", "なし（どちらも完了せず）"),
+    "cheaper_from": ("from about {length}", "約 {length} 以上"),
+    "cheaper_always": ("at every length", "すべての長さ"),
+    "cheaper_never": ("at no length up to {length}", "{length} まで該当なし"),
+    "sensitivity_heading": ("How the cost moves with the workload", "ワークロードによるコストの変化"),
+    "sensitivity_col_tokens": ("{tokens} generated", "生成 {tokens}"),
+    "sensitivity_cheaper_from": ("Mamba cheaper", "Mamba が安い範囲"),
+    "sensitivity_unit_month": ("a month at {requests} requests a day", "1 日 {requests} 件での月額"),
+    "sensitivity_unit_request": ("per request", "リクエスト 1 件あたり"),
+    "sensitivity_caption": ("Cost, Mamba / Transformer, {unit}, by prompt length (rows) and tokens generated per "
+                            "request (columns), from the measured throughput; the last row says from which length "
+                            "Mamba is the cheaper one.",
+                            "コスト（Mamba / Transformer、{unit}）。行はプロンプト長、列はリクエストあたりの生成"
+                            "トークン数で、測定したスループットから計算。最終行は Mamba の方が安くなる長さ。"),
+    "sensitivity_scaling": ("Requests a day and the price of an hour multiply both models' cost alike: twice the "
+                            "requests, twice the cost, for both. They never change which model is cheaper; the "
+                            "prompt length and the tokens generated do. `mambapoc report RUN --requests-per-day N "
+                            "--workload-length L --new-tokens N --price-per-hour P` redraws this report for "
+                            "another workload without measuring again.",
+                            "1 日のリクエスト数と時間単価は両モデルのコストを同じ割合で変えます（リクエストが 2 倍"
+                            "ならどちらも 2 倍）。どちらが安いかは変わらず、変わるのはプロンプト長と生成トークン数"
+                            "によってです。`mambapoc report RUN --requests-per-day N --workload-length L "
+                            "--new-tokens N --price-per-hour P` で再計測なしに別のワークロードで描き直せます。"),
     "bands_break_even": ("Mamba becomes the cheaper one from about {length} tokens.",
                          "約 {length} トークン以上では Mamba の方が安くなります。"),
     "cond_accuracy_margin": ("Accuracy: a loss of up to {margin} points is treated as acceptable (the interval "
@@ -154,6 +176,12 @@ STRINGS: dict[str, tuple[str, str]] = {
                     "of {covered} measured answers were correct (target {target}; {share} of all {total}).",
                     "確認：確信度 {threshold} 未満の回答は人が確認してください。それ以上では測定した "
                     "{covered} 件の {accuracy} が正解でした（目標 {target}、全 {total} 件の {share}）。"),
+    "cond_beyond_trained": ("Training length: {items}; results there show how a model generalises, and a model "
+                            "trained on longer sequences may do better.",
+                            "学習時の長さ：{items}。そこでの結果はモデルの汎化を示すもので、より長い系列で学習した"
+                            "モデルなら結果は良くなる可能性があります。"),
+    "cond_beyond_item": ("{model} was trained on {trained} tokens and measured at {lengths}",
+                         "{model} は {trained} トークンで学習し、{lengths} で測定"),
     "cond_transformer_failed": ("{transformer} could not run at {lengths}; Mamba finished there.",
                                 "{transformer} は {lengths} で実行できませんでしたが、Mamba は完了しました。"),
     "cond_same_device": ("Hardware: measured on {device} at {price} per hour; other hardware changes speed "
@@ -517,6 +545,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "samples_heading": ("Sample records", "レコードの例"),
     "samples_intro": ("The first records of the dataset as the models read them (after masking).",
                       "モデルが読み込む形（マスキング後）でのデータセットの先頭レコード。"),
+    "samples_left_out": ("Examples of records are left out of this report (--no-examples).",
+                         "このレポートにはレコードの例を載せていません（--no-examples）。"),
+    "samples_unmasked": ("Examples of records are left out: the dataset was ingested without masking, so its "
+                         "records may hold secrets or personal data.",
+                         "レコードの例は載せていません。データセットはマスキングなしで取り込まれており、"
+                         "機密や個人情報を含む可能性があります。"),
     "samples_none": ("No sample records are stored with this run.", "この実行にはレコードの例が保存されていません。"),
     "cells_heading": ("Every cell", "全セル"),
     "cells_intro": ("Every measured cell; cells.csv beside this report has all fields.",

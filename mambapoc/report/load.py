@@ -37,6 +37,7 @@ class Run:
     cells: list[Cell]
     unreadable_lines: int
     samples: list[dict]
+    merged: tuple[Path, ...] = ()  # the run directories a merged report covers
 
     def model_name(self, cell: Cell) -> str:
         """The name of a cell's model as the report's model table shows it."""

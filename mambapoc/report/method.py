@@ -13,6 +13,7 @@ from mambapoc.report.findings import (
     DAYS_PER_MONTH,
     MEM_KINDS,
     Findings,
+    beyond_training,
     has_accuracy,
 )
 from mambapoc.report.i18n import Text
@@ -164,8 +165,7 @@ def caveats(run: Run, f: Findings, t: Text) -> Section:
         lo, hi = f.accuracy.difference.interval
         items.append(t("caveat_accuracy_n", n=fmt.count(f.accuracy.difference.mamba.n),
                        half=f"{(hi - lo) * 50:.1f}"))
-    beyond = sorted({m.name for m in run.models if m.trained_length
-                     for c in run.cells if c.key == m.key and c.length_tokens > m.trained_length})
+    beyond = sorted(beyond_training(run, *run.models))
     if beyond:
         items.append(t("caveat_beyond_trained", models=", ".join(beyond)))
     if any(c.mem_kind == "rss_delta" for c in run.cells):
@@ -188,9 +188,12 @@ def caveats(run: Run, f: Findings, t: Text) -> Section:
     return Section("next", t("sec_next"), [Bullets(items), Subheading(t("next_heading")), Bullets(steps)])
 
 
-def appendix(run: Run, t: Text) -> Section:
+def appendix(run: Run, t: Text, samples_note: str | None = None) -> Section:
+    """Masked records cut short (none when `samples_note` says why), then every cell."""
     blocks = [Subheading(t("samples_heading"))]
-    if run.samples:
+    if samples_note:
+        blocks.append(Paragraph(t(samples_note), tone="muted"))
+    elif run.samples:
         blocks.append(Paragraph(t("samples_intro")))
         lines = []
         for s in run.samples:

@@ -6,7 +6,14 @@ from __future__ import annotations
 from mambapoc.report import fmt
 from mambapoc.report.decision import RUNS
 from mambapoc.report.document import Callout, Card, Cards, Paragraph, Section
-from mambapoc.report.findings import ACCURACY_MARGIN, CALIBRATION_TARGET, Cost, CostAt, Findings
+from mambapoc.report.findings import (
+    ACCURACY_MARGIN,
+    CALIBRATION_TARGET,
+    Cost,
+    CostAt,
+    Findings,
+    beyond_training,
+)
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Model, Run, variant
 from mambapoc.results import Cell
@@ -151,6 +158,12 @@ def _condition(code: str, run: Run, f: Findings, t: Text) -> str:
         return t("cond_review", threshold=fmt.plain(c.threshold), accuracy=fmt.percent(c.accuracy_above),
                  covered=fmt.count(c.covered), total=fmt.count(c.total), share=fmt.percent(c.covered / c.total),
                  target=fmt.percent(CALIBRATION_TARGET))
+    if code == "beyond_trained":
+        beyond = beyond_training(run, f.mamba, f.transformer)
+        return t("cond_beyond_trained", items="; ".join(
+            t("cond_beyond_item", model=name, lengths=", ".join(fmt.tokens(n) for n in lengths),
+              trained=fmt.tokens(next(m.trained_length for m in run.models if m.name == name)))
+            for name, lengths in beyond.items()))
     if code == "transformer_failed":
         failed = ", ".join(f"{fmt.tokens(p.length)} ({t.status(p.status)})" for p in f.only_mamba_ran)
         return t("cond_transformer_failed", transformer=f.transformer.name, lengths=failed)

@@ -1,0 +1,95 @@
+"""What a report covers beyond one run as measured: another workload or price (re-rendered without
+measuring again), and several runs of one dataset side by side (CPU and GPU, two model pairs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from mambapoc.errors import UserError
+from mambapoc.report.load import Run, load_run
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """Overrides of the run's workload and price; None keeps the run's own."""
+
+    requests_per_day: int | None = None
+    length_tokens: int | None = None
+    new_tokens: int | None = None
+    price_per_hour: float | None = None
+
+    def check(self) -> None:
+        for name in ("requests_per_day", "length_tokens", "new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name.replace('_', '-').replace('-tokens', '')}: must be at least 1")
+        if self.price_per_hour is not None and not 0 < self.price_per_hour < math.inf:
+            raise UserError(f"--price-per-hour: must be a positive number of dollars, not {self.price_per_hour}")
+
+
+def with_workload(run: Run, w: Workload) -> Run:
+    """The run as if it had been measured for workload `w`: the workload in its config, and at a new price
+    every cell's cost recomputed from its measured throughput. Nothing measured changes."""
+    w.check()
+    config = dict(run.config)
+    workload = dict(config.get("workload") or {})
+    for key in ("requests_per_day", "length_tokens", "new_tokens"):
+        if getattr(w, key) is not None:
+            workload[key] = getattr(w, key)
+    config["workload"] = workload
+    cells = run.cells
+    if w.price_per_hour is not None:
+        config["pricing"] = {**(config.get("pricing") or {}), "price_per_hour_usd": w.price_per_hour,
+                             "source": "--price-per-hour given to mambapoc report"}
+        cells = [c.priced(w.price_per_hour) if c.ok else c for c in cells]
+    return dataclasses.replace(run, config=config, cells=cells)
+
+
+def _dataset_id(run: Run) -> str:
+    ds = run.dataset or {}
+    return str(ds.get("fingerprint") or ds.get("name") or (run.config.get("dataset") or {}).get("name") or "?")
+
+
+def _label(run: Run, others: list[Run]) -> str:
+    """What tells this run's models from the other runs' in a merged report: the device, else the run."""
+    def device(r: Run) -> str:
+        names = sorted({c.device_name or c.device or "?" for c in r.cells})
+        return ", ".join(n.split(":")[0] if n.startswith("cpu") else n for n in names)
+
+    mine = device(run)
+    return mine if sum(device(r) == mine for r in others) == 1 else run.path.name
+
+
+def merge(runs: list[Run]) -> Run:
+    """One report over several runs of the same dataset; a model measured in two runs appears twice,
+    labelled with what differs (the device, else the run directory)."""
+    if len(runs) == 1:
+        return runs[0]
+    first = _dataset_id(runs[0])
+    for r in runs[1:]:
+        if _dataset_id(r) != first:
+            raise UserError(f"{runs[0].path} and {r.path} measured different datasets ({first} and "
+                            f"{_dataset_id(r)}): a merged report compares runs of one dataset")
+    cells, models = [], []
+    for r in runs:
+        label = _label(r, runs)
+        cells += [c.replace(model=f"{c.model} [{label}]", model_name=f"{r.model_name(c)} ({label})") for c in r.cells]
+        models += [dataclasses.replace(m, key=_relabel(m.key, label), name=f"{m.name} ({label})") for m in r.models]
+    base = runs[0]
+    return dataclasses.replace(base, cells=cells, models=models,
+                               unreadable_lines=sum(r.unreadable_lines for r in runs),
+                               merged=tuple(r.path for r in runs))
+
+
+def _relabel(key: str, label: str) -> str:
+    # A key is SPEC or SPEC@hf (see results.model_key): the label goes on the spec, as on the cells'.
+    spec, at, impl = key.partition("@hf")
+    return f"{spec} [{label}]{at}{impl}"
+
+
+def load(run_dirs: list[Path], workload: Workload | None = None) -> Run:
+    run = merge([load_run(Path(d)) for d in run_dirs])
+    return with_workload(run, workload) if workload is not None else run
+
