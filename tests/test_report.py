@@ -90,6 +90,16 @@ def test_pdf_has_the_sections_in_its_outline_and_text(built):
     assert "Mamba becomes cheaper per request from about 2.9k tokens" in text
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_the_executive_summary_is_one_page_of_the_pdf(built, lang):
+    reader = PdfReader(built[lang]["pdf"])
+    pages = [reader.get_destination_page_number(o) for o in reader.outline]
+    assert pages[:2] == [0, 1], "the summary fills page 1 and the next section starts page 2"
+    first = reader.pages[0].extract_text()
+    assert ("Recommendation" if lang == "en" else "推奨") in first
+    assert ("Compared:" if lang == "en" else "比較対象") in first, "its last paragraph is still on page 1"
+
+
 def test_japanese_pdf_html_and_charts_have_their_glyphs(built):
     reader = PdfReader(built["ja"]["pdf"])
     titles = [o.title for o in reader.outline]
