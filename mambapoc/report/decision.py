@@ -37,7 +37,7 @@ TABLE: dict[tuple[str, str], str] = {
     **{("unclear", c): "more_evidence" for c in COST},
 }
 # Which model a verdict runs, for length bands: the same model in neighbouring bands is one band.
-RUNS = {"switch": "mamba", "trade_off": "either", "either": "either", "keep": "transformer",
+RUNS = {"switch": "mamba", "trade_off": "trade_off", "either": "either", "keep": "transformer",
         "more_evidence": "unknown", "only_mamba": "mamba", "only_transformer": "transformer", "neither": "none"}
 
 

@@ -475,7 +475,7 @@ def _recommend(
         settle = decision.answers_to_settle(d.mamba.correct, d.mamba.n, d.transformer.correct, d.transformer.n,
                                             ACCURACY_MARGIN)
     conditions = []
-    if acc_class in ("equivalent", "better") and verdict not in ("keep", "only_transformer", "neither"):
+    if acc_class == "equivalent" and verdict not in ("keep", "only_transformer", "neither"):
         conditions.append("accuracy_margin")
     if break_even is not None and break_even.kind == "at":
         conditions.append("longer_than_break_even")
