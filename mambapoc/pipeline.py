@@ -60,9 +60,25 @@ def run_recipe(recipe, run_dir: Path, data_dir: Path | None = None, resume: bool
         from mambapoc.ingest import ingest
 
         dataset = ingest(recipe.ingest.paths, data_dir=cfg.data_dir, progress=display is not None,
-                         **recipe.ingest.options()).path
+                         force=_own_dataset(recipe, cfg.data_dir), **recipe.ingest.options()).path
     cells = run_compare(cfg, run_dir, resume, display)
     return Outputs(run_dir, write_reports(run_dir, recipe.report_formats, recipe.report_langs), dataset, cells)
+
+
+def _own_dataset(recipe, data_dir: str | None) -> bool:
+    """Whether the recipe's dataset exists from these same sources: then the recipe may rebuild it when its
+    options or the tool changed. A dataset of the same name from other sources is someone else's: ingest
+    refuses to replace it and says so."""
+    from mambapoc.ingest.dataset import MANIFEST, default_data_dir, read_manifest
+
+    target = (Path(data_dir) if data_dir else default_data_dir()) / recipe.ingest.name
+    if not (target / MANIFEST).is_file():
+        return False
+    try:
+        inputs = read_manifest(target).get("inputs")
+    except UserError:
+        return False
+    return inputs == [str(p) for p in recipe.ingest.paths]
 
 
 def run_file(path: Path, out: Path | None = None, data_dir: Path | None = None, resume: bool = False,

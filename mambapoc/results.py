@@ -125,6 +125,11 @@ class Cell:
     mem_kind: str | None = None
     mem_error: str | None = None  # why peak_mem_bytes is missing
     state_bytes: int | None = None
+    # Serving capacity (task "serving"): why the batch is where it is, the probes that found it, the budget.
+    capacity_limit: str | None = None  # "memory", "latency" or "max_batch"
+    probes: list = field(default_factory=list)
+    memory_budget_bytes: int | None = None
+    weights_bytes: int | None = None
     # The task family's own metrics (accuracy, n, ci95, chance, by_depth, bits_per_byte, ...).
     metrics: dict = field(default_factory=dict)
     # Cost.

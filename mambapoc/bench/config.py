@@ -23,7 +23,9 @@ MAMBA_IMPLS = ("ours", "hf", "both")
 KV_CACHES = ("static", "dynamic")
 # Shorter names a recipe or the command line may use for some settings.
 ALIASES = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes", "pricing": "pricing_file",
-           "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s", "stall_timeout": "stall_timeout_s"}
+           "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s", "stall_timeout": "stall_timeout_s",
+           "memory_budget": "memory_budget_bytes", "max_token_latency": "max_token_latency_s",
+           "max_ttft": "max_ttft_s"}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.I)
 
 
@@ -56,6 +58,12 @@ class CompareConfig:
     prefill_chunk: int = 0  # tokens per prefill piece for every model (0: the whole prompt at once)
     kv_cache: str = "static"  # a Transformer's cache for timed requests: static (pre-allocated) or dynamic
     compile: bool = False  # torch.compile the decode step of every model
+    # Serving capacity: batches to measure (ints, or "auto" for the largest that fits the bounds below).
+    batch_sizes: list = field(default_factory=list)
+    memory_budget_bytes: int | None = None  # default: what the device has free
+    max_token_latency_s: float | None = None
+    max_ttft_s: float | None = None
+    max_batch: int = 256
     max_spread: float = 0.25  # how much slower than the median the slowest tenth of runs may be (Timing.spread)
     remeasure: int = 2  # extra measurements of an unstable cell before it is marked so
 
@@ -121,6 +129,16 @@ class CompareConfig:
             raise bad("remeasure", "must not be negative")
         if self.prefill_chunk < 0:
             raise bad("prefill_chunk", "must be 0 (the whole prompt) or a number of tokens")
+        for b in self.batch_sizes:
+            if b != "auto" and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
+                raise bad("batch_sizes", f"{b!r}: a batch size is a whole number from 1, or auto")
+        if self.max_batch < 1:
+            raise bad("max_batch", "must be at least 1")
+        for name in ("max_token_latency_s", "max_ttft_s"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) < math.inf:
+                raise bad(name, "must be a positive duration")
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
+            raise bad("memory_budget_bytes", "must be a positive size")
         if self.compile and self.warmup < 1:
             raise bad("warmup", "--compile needs a warm-up run (compilation happens there)")
         if self.memory_limit_bytes is not None and self.memory_limit_bytes <= 0:
@@ -165,12 +183,18 @@ def _convert(name: str, value, where: str):
         if name == "models":
             items = value.split(",") if isinstance(value, str) else list(value)
             return [str(x).strip() for x in items if str(x).strip()]
-        if name == "memory_limit_bytes":
+        if name in ("memory_limit_bytes", "memory_budget_bytes"):
             return None if value is None else parse_size(value)
+        if name in ("max_token_latency_s", "max_ttft_s"):
+            return None if value is None else parse_duration(value)
+        if name == "batch_sizes":
+            items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, list) else [value]
+            return [x.strip() if isinstance(x, str) and x.strip() == "auto" else _integer(x) for x in items
+                    if str(x).strip()]
         if name == "workload_length":
             return None if value is None else parse_length(value)
         if name in ("batch_size", "new_tokens", "repeats", "warmup", "instances", "seed", "requests_per_day",
-                    "remeasure"):
+                    "remeasure", "max_batch"):
             return _integer(value)
         if name == "prefill_chunk":
             return parse_length(value) if value not in (0, "0") else 0
@@ -187,6 +211,19 @@ def _convert(name: str, value, where: str):
         raise UserError(f"{where}: {e}") from None
     except (TypeError, ValueError):
         raise UserError(f"{where}: cannot use {value!r} here") from None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
+
+
+def parse_duration(text: str | float) -> float:
+    """`50ms`, `2s`, `0.5` (seconds) -> seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise UserError(f"cannot read duration {text!r} (examples: 50ms, 2s, 0.5)")
+    return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
 
 
 def _integer(value) -> int:

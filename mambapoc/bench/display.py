@@ -86,7 +86,7 @@ class LiveDisplay:
         return Group(self.progress, cells_table(self.finished[-self.max_rows:]))
 
     def cell_started(self, cell: Planned) -> None:
-        self.progress.update(self.task, description=escape(f"now: {cell.model} {cell.task.key} "
+        self.progress.update(self.task, description=escape(f"now: {cell.model} {cell.task_key} "
                                                            f"at {fmt_length(cell.length_tokens)}"))
 
     def cell_finished(self, cell: Cell) -> None:

@@ -27,7 +27,8 @@ CONFIG = "config.yaml"
 # Settings that decide which cells a run measures and what they mean: a resumed run keeps them.
 PLAN_SETTINGS = ("models", "dataset", "lengths", "tasks", "device", "dtype", "batch_size", "new_tokens",
                  "instances", "seed", "mamba_impl", "threads", "pricing_file", "price_per_hour_usd",
-                 "requests_per_day", "workload_length", "prefill_chunk", "kv_cache", "compile")
+                 "requests_per_day", "workload_length", "prefill_chunk", "kv_cache", "compile", "batch_sizes",
+                 "memory_budget_bytes", "max_token_latency_s", "max_ttft_s", "max_batch")
 
 
 def saved_config(run_dir: Path) -> dict:
@@ -154,9 +155,10 @@ class Runner:
             "family": info.get("family"),
             "params": info.get("params"),
             "trained_length": info.get("trained_length"),
-            "task": planned.task.name,
-            "task_options": planned.task.options,
-            "task_key": planned.task.key,
+            "task": planned.task.name if planned.batch is None else "serving",
+            "task_options": planned.task.options if planned.batch is None else {"batch": planned.batch,
+                                                                               "prompt": planned.task.key},
+            "task_key": planned.task_key,
             "length_tokens": planned.length_tokens,
             "batch_size": self.cfg.batch_size,
             "dtype": self.dtype,
@@ -177,14 +179,26 @@ class Runner:
         self.display.cell_finished(cell)
 
 
-def write_models(run_dir: Path, models_info: dict[str, dict]) -> None:
-    """models.json keeps every model's facts, including those of earlier (resumed) parts of the run."""
+def write_models(run_dir: Path, models_info: dict[str, dict], footprints: dict[str, dict]) -> None:
+    """models.json keeps every model's facts, including those of earlier (resumed) parts of the run, and
+    its serving footprint computed from its config.json (see models/footprint.py)."""
     path = run_dir / "models.json"
     known = {m["key"]: m for m in json.loads(path.read_text())} if path.is_file() else {}
     for key, info in models_info.items():
         known[key] = {"key": key, **{k: info[k] for k in
                                      ("spec", "name", "family", "impl", "params", "trained_length", "description")}}
+    for key, fp in footprints.items():
+        if key in known:
+            known[key]["footprint"] = fp
     write_atomic(path, json.dumps(list(known.values()), indent=2))
+
+
+def _footprints(the_plan: Plan) -> dict[str, dict]:
+    """Each model's serving footprint in bfloat16, the dtype deployments serve in, whatever this run used."""
+    from mambapoc.models.registry import model_footprint
+
+    specs = {c.key: c.model for c in the_plan.cells}
+    return {key: model_footprint(spec, "bfloat16").to_json() for key, spec in specs.items()}
 
 
 def _new_run_dir(run_dir: Path) -> bool:
@@ -243,7 +257,7 @@ def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool = False, display
             try:
                 runner.run([c for c in the_plan.cells if c.cell_id not in the_plan.done])
             finally:
-                write_models(run_dir, runner.models_info)
+                write_models(run_dir, runner.models_info, _footprints(the_plan))
                 display.stop()
     except UserError:
         if created and not read_cells(run_dir).cells:

@@ -16,16 +16,21 @@ class Planned:
     model: str
     impl: str
     cross_check: bool
-    task: TaskSpec
+    task: TaskSpec  # for a serving cell: the task whose prompt it serves
     length_tokens: int
+    batch: int | str | None = None  # a serving cell's batch ("auto": the largest that fits); None: a task cell
 
     @property
     def key(self) -> str:
         return model_key(self.model, self.cross_check)
 
     @property
+    def task_key(self) -> str:
+        return self.task.key if self.batch is None else f"serving[batch={self.batch}]"
+
+    @property
     def cell_id(self) -> str:
-        return cell_id(self.key, self.task.key, self.length_tokens)
+        return cell_id(self.key, self.task_key, self.length_tokens)
 
 
 @dataclass
@@ -57,6 +62,7 @@ def plan(cfg: CompareConfig) -> Plan:
     cells = []
     for spec, impl in model_runs(cfg):
         cross_check = impl == "hf" and cfg.mamba_impl != "ours" and is_mamba(spec)
-        cells += [Planned(spec, impl, cross_check, task, length)
-                  for length in sorted(cfg.lengths) for task in cfg.tasks]
+        for length in sorted(cfg.lengths):
+            cells += [Planned(spec, impl, cross_check, task, length) for task in cfg.tasks]
+            cells += [Planned(spec, impl, cross_check, cfg.tasks[0], length, b) for b in cfg.batch_sizes]
     return Plan(cells)

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 import torch
 
+from mambapoc.bench.capacity import Bounds, Probe, search
 from mambapoc.bench.memory import PeakMemory, is_oom, limit_gpu, tensor_peak
 from mambapoc.bench.plan import Planned
 from mambapoc.bench.timing import measure, sync
@@ -116,6 +117,80 @@ def run_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory,
     return out
 
 
+def serve_at(lm, prompt: list[int], batch: int, cfg: dict, mem: PeakMemory) -> dict:
+    """Speed and memory of requests served `batch` at a time: throughput aggregated over the batch,
+    latency per request."""
+    mem.reset()
+    out = measure_speed(lm, prompt, batch, cfg["new_tokens"], cfg)
+    out.update(mem.read())
+    if lm.device.type == "cpu":
+        ids = lm.as_ids(prompt, batch)
+        with torch.inference_mode():
+            out.update(peak_mem_bytes=tensor_peak(lambda: serve(lm, ids, cfg["new_tokens"])), mem_kind="cpu_allocated")
+    out.update(batch_size=batch, state_bytes=lm.state_bytes(len(prompt), batch))
+    return out
+
+
+def probe_at(lm, prompt: list[int], batch: int, cfg: dict, mem: PeakMemory, bounds: Bounds) -> Probe:
+    """One quick run at `batch`, judged by `bounds`: the memory it needs (weights included) and its
+    latencies. The allocator refusing (a GPU's memory fraction) is an over-budget probe too."""
+    ids = lm.as_ids(prompt, batch)
+    try:
+        with torch.inference_mode():
+            serve(lm, ids, cfg["new_tokens"])  # shapes warm
+            mem.reset()
+            if lm.device.type == "cpu":
+                peak = tensor_peak(lambda: serve(lm, ids, cfg["new_tokens"]))
+                run = serve(lm, ids, cfg["new_tokens"])
+            else:
+                run = serve(lm, ids, cfg["new_tokens"])
+                peak = mem.read()["peak_mem_bytes"]
+    except Exception as e:  # noqa: BLE001 - an allocation refused at this batch is the probe's result
+        if not is_oom(e):
+            raise
+        if lm.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return Probe(batch, "oom", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return bounds.judge(batch, weights_bytes(lm) + peak, run["decode"] / cfg["new_tokens"], run["ttft"])
+
+
+def run_serving_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory, outbox) -> dict:
+    """A serving cell: throughput and latency at a given batch, or at the largest batch that fits."""
+    from mambapoc.tasks import build_instances
+
+    prompt = build_instances(cell.task.name, records, lm.tokenizer, cell.length_tokens, n=1, seed=cfg["seed"],
+                             **cell.task.options)[0].prompt_ids
+    mem.reset()
+    outbox.put(("measuring", mem.baseline))
+    budget = cfg["memory_budget_bytes"] or free_memory(lm.device)
+    extra = {"memory_budget_bytes": budget, "weights_bytes": weights_bytes(lm), "prompt_tokens": len(prompt)}
+    if cell.batch != "auto":
+        return {**serve_at(lm, prompt, int(cell.batch), cfg, mem), **extra}
+    bounds = Bounds(budget, cfg["max_token_latency_s"], cfg["max_ttft_s"], cfg["max_batch"])
+    found = search(lambda b: probe_at(lm, prompt, b, cfg, mem, bounds), bounds)
+    extra.update(capacity_limit=found.limit, probes=[p.to_json() for p in found.probes])
+    if found.batch is None:
+        raise UserError(f"not even one request fits: {found.probes[0].reason}")
+    return {**serve_at(lm, prompt, found.batch, cfg, mem), **extra}
+
+
+def weights_bytes(lm) -> int:
+    return sum(t.numel() * t.element_size() for t in (*lm.model.parameters(), *lm.model.buffers()))
+
+
+def free_memory(device) -> int:
+    """What a serving budget may take by default: the GPU's free memory, or on a CPU the memory available
+    to processes plus what this worker already holds (its weights count against the budget)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_allocated(device)
+    import psutil
+
+    from mambapoc.bench.memory import rss_bytes
+
+    return psutil.virtual_memory().available + (rss_bytes() or 0)
+
+
 def _failure(e: Exception) -> dict:
     status = "oom" if is_oom(e) else "error"
     first = str(e).splitlines()[0] if str(e) else ""
@@ -154,7 +229,8 @@ def main(spec: str, impl: str, cfg: dict, dataset_dir: str, inbox, outbox) -> No
     for cell in iter(inbox.get, None):
         outbox.put(("start", cell.cell_id))
         try:
-            result = {"status": "ok", **run_cell(lm, cell, records, cfg, mem, outbox)}
+            run = run_cell if cell.batch is None else run_serving_cell
+            result = {"status": "ok", **run(lm, cell, records, cfg, mem, outbox)}
         except UserError as e:
             result = {"status": "error", "error": str(e)}
         except Exception as e:  # noqa: BLE001 - every failure becomes a result cell, the sweep goes on

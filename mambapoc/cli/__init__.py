@@ -9,7 +9,7 @@ import typer
 
 # Imported for their side effect of adding commands to `app`; kept light at import time so that
 # `mambapoc --help` stays fast (torch is imported inside the commands).
-from mambapoc.cli import doctor, ingest, pipeline, report, tasks, train  # noqa: F401
+from mambapoc.cli import doctor, ingest, pipeline, project, report, tasks, train  # noqa: F401
 from mambapoc.cli.app import app
 from mambapoc.errors import UserError
 

@@ -88,6 +88,14 @@ def compare(
     kv_cache: str = _opt("A Transformer's cache for timed requests: static (allocated once for the prompt and "
                          "the new tokens; falls back to dynamic, and says so, where a model has none) or "
                          "dynamic.", D.kv_cache),
+    batch_sizes: str = _opt("Serving capacity: batch sizes to measure, e.g. 1,8,32, and/or auto for the largest "
+                            "batch that fits --memory-budget and the latency bounds (found by doubling and "
+                            "bisection)."),
+    memory_budget: str = _opt("Memory a serving device offers, weights included, e.g. 40GB to emulate a smaller "
+                              "card (default: what the device has free; on a CPU, available RAM)."),
+    max_token_latency: str = _opt("Serving capacity keeps each generated token within this, e.g. 50ms."),
+    max_ttft: str = _opt("Serving capacity keeps the time to the first token within this, e.g. 2s."),
+    max_batch: int = _opt("The largest batch the capacity search tries.", D.max_batch),
     compile: bool = typer.Option(None, "--compile/--no-compile", show_default=False,
                                  help="torch.compile the decode step of every model (CUDA graphs on a GPU); "
                                  "compilation happens in the warm-up runs."),
@@ -115,6 +123,8 @@ def compare(
         "memory_limit_bytes": memory_limit, "threads": threads, "mamba_impl": mamba_impl, "seed": seed,
         "stall_timeout_s": stall_timeout, "interleave": interleave, "max_spread": max_spread,
         "remeasure": remeasure, "prefill_chunk": prefill_chunk, "kv_cache": kv_cache, "compile": compile,
+        "batch_sizes": batch_sizes, "memory_budget_bytes": memory_budget, "max_token_latency_s": max_token_latency,
+        "max_ttft_s": max_ttft, "max_batch": max_batch,
         "pricing_file": str(pricing) if pricing else None, "price_per_hour_usd": price_per_hour,
         "requests_per_day": requests_per_day, "workload_length": workload_length,
         "data_dir": str(data_dir) if data_dir else None,

@@ -6,6 +6,7 @@ Kept apart from the model code so that `mamba.py` depends on torch and the kerne
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,3 +58,19 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         return {k.replace("backbone.embedding.", "backbone.embeddings."): v for k, v in weights.items()}
     raise UserError(f"{path}: no weights found (expected model.safetensors, a sharded "
                     "model.safetensors.index.json, or pytorch_model.bin)")
+
+
+def parameter_count(path: Path) -> int | None:
+    """Parameters in a directory's safetensors files, read from their headers alone (no tensor is loaded);
+    None when it has none."""
+    from safetensors import safe_open
+
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="pt") as h:
+            for key in h.keys():
+                total += math.prod(h.get_slice(key).get_shape())
+    return total

@@ -148,3 +148,17 @@ def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ou
     params = sum(p.numel() for p in model.parameters())
     info = ModelInfo(spec, short_name(spec), family, "hf", params, trained, desc)
     return HFCausal(info, model, tokenizer, dev, torch_dtype)
+
+
+def model_footprint(spec: str, dtype: str = "float32"):
+    """The serving footprint (`footprint.Footprint`) of a spec from its config.json, with its weights counted
+    from the weight files when they are there."""
+    import torch
+
+    from mambapoc.models.checkpoint import parameter_count
+    from mambapoc.models.footprint import footprint
+
+    path = resolve(spec)
+    elt = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    params = parameter_count(path)
+    return footprint(read_config(path), elt, params * elt if params is not None else None)

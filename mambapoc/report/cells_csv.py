@@ -28,7 +28,7 @@ def render(run: Run) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for cell in run.cells:
+    for cell in run.all_cells:
         writer.writerow({k: _safe(v) for k, v in _flat(cell).items()})
     return buf.getvalue()
 

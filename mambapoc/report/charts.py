@@ -15,8 +15,9 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from mambapoc.models.footprint import CARDS, Footprint
 from mambapoc.report import fmt
-from mambapoc.report.findings import CALIBRATION_TARGET, Findings, Point, request_cost, wilson
+from mambapoc.report.findings import CALIBRATION_TARGET, Findings, Point, request_cost, serving_points, wilson
 from mambapoc.report.fonts import japanese_font, matplotlib_family
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Model, Run, Variant, variant
@@ -384,6 +385,11 @@ def cost(run: Run, findings: Findings, t: Text) -> bytes:
         for m in run.models:
             points = findings.profiles[m.key]
             _series(ax, points, lambda p: request_cost(p, p.length, new_tokens), col[m.key], m.name, t)
+            serving = serving_points(findings.serving.get(m.key, {}))
+            cost = [(n, request_cost(p, n, new_tokens)) for n, p in serving.items()]
+            if cost:
+                ax.plot(*zip(*cost, strict=True), linestyle="--", marker="s", markersize=3, color=col[m.key],
+                        label=t("chart_at_capacity", model=m.name))
         be = findings.break_even
         if be is not None and be.kind == "at":
             ax.axvline(be.length, color="#111827", linestyle=":", linewidth=1.2)
@@ -404,4 +410,43 @@ def cost(run: Run, findings: Findings, t: Text) -> bytes:
         ax.set_title(t("chart_cost_title"), loc="left")
         _length_axis(ax, _all_lengths(run), t("chart_context_length"))
         ax.legend(loc="upper left")
+        return png(fig)
+
+
+def capacity(run: Run, findings: Findings, t: Text) -> bytes:
+    """Requests served at once, and decode tokens per second over all of them, against length."""
+    col = colours(run.models)
+    lengths = sorted({n for cells in findings.serving.values() for n in cells})
+    with _figure(t.lang, ncols=2) as (fig, (batch, rate)):
+        for m in run.models:
+            cells = findings.serving.get(m.key, {})
+            if cells:
+                ns = sorted(cells)
+                batch.plot(ns, [cells[n].batch_size for n in ns], marker="o", markersize=4, color=col[m.key],
+                           label=m.name)
+                rate.plot(ns, [cells[n].decode_tok_s for n in ns], marker="o", markersize=4, color=col[m.key],
+                          label=m.name)
+        for ax, title, show in ((batch, t("chart_batch_title"), fmt.count), (rate, t("chart_rate_title"), fmt.rate)):
+            _log_y(ax, show, base=2 if ax is batch else 10)
+            ax.set_title(title, loc="left")
+            _length_axis(ax, lengths, t("chart_context_length"))
+        _figure_legend(fig, [batch, rate])
+        return png(fig)
+
+
+def projection(models: list[Model], t: Text) -> bytes:
+    """Requests that fit on an 80 GB card beside the weights, against length: computed, not measured."""
+    col = colours(models)
+    lengths = [2**k for k in range(10, 18)]
+    with _figure(t.lang, size=(7.6, 3.2)) as (fig, (ax,)):
+        for m in models:
+            fp = Footprint(**m.footprint)
+            fits = [(n, fp.fits(CARDS["80GB"], n)) for n in lengths if fp.fits(CARDS["80GB"], n) > 0]
+            if fits:
+                ax.plot(*zip(*fits, strict=True), marker="o", markersize=3, linestyle="--", color=col[m.key],
+                        label=m.name)
+        _log_y(ax, fmt.count, base=2)
+        ax.set_title(t("chart_projection_title"), loc="left")
+        _length_axis(ax, lengths, t("chart_context_length"))
+        ax.legend(loc="upper right")
         return png(fig)

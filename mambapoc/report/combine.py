@@ -39,12 +39,16 @@ def with_workload(run: Run, w: Workload) -> Run:
         if getattr(w, key) is not None:
             workload[key] = getattr(w, key)
     config["workload"] = workload
-    cells = run.cells
-    if w.price_per_hour is not None:
-        config["pricing"] = {**(config.get("pricing") or {}), "price_per_hour_usd": w.price_per_hour,
-                             "source": "--price-per-hour given to mambapoc report"}
-        cells = [c.priced(w.price_per_hour) if c.ok else c for c in cells]
-    return dataclasses.replace(run, config=config, cells=cells)
+    if w.price_per_hour is None:
+        return dataclasses.replace(run, config=config)
+    config["pricing"] = {**(config.get("pricing") or {}), "price_per_hour_usd": w.price_per_hour,
+                         "source": "--price-per-hour given to mambapoc report"}
+    return dataclasses.replace(run, config=config, cells=_repriced(run.cells, w.price_per_hour),
+                               serving=_repriced(run.serving, w.price_per_hour))
+
+
+def _repriced(cells, price: float) -> list:
+    return [c.priced(price) if c.ok else c for c in cells]
 
 
 def _dataset_id(run: Run) -> str:
@@ -72,13 +76,15 @@ def merge(runs: list[Run]) -> Run:
         if _dataset_id(r) != first:
             raise UserError(f"{runs[0].path} and {r.path} measured different datasets ({first} and "
                             f"{_dataset_id(r)}): a merged report compares runs of one dataset")
-    cells, models = [], []
+    cells, serving, models = [], [], []
     for r in runs:
         label = _label(r, runs)
         cells += [c.replace(model=f"{c.model} [{label}]", model_name=f"{r.model_name(c)} ({label})") for c in r.cells]
+        serving += [c.replace(model=f"{c.model} [{label}]", model_name=f"{r.model_name(c)} ({label})")
+                    for c in r.serving]
         models += [dataclasses.replace(m, key=_relabel(m.key, label), name=f"{m.name} ({label})") for m in r.models]
     base = runs[0]
-    return dataclasses.replace(base, cells=cells, models=models,
+    return dataclasses.replace(base, cells=cells, serving=serving, models=models,
                                unreadable_lines=sum(r.unreadable_lines for r in runs),
                                merged=tuple(r.path for r in runs))
 

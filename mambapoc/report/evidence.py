@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mambapoc import results
-from mambapoc.report import charts, fmt
+from mambapoc.report import charts, fmt, serving
 from mambapoc.report.document import Bullets, Cell, Figure, Paragraph, Section, Subheading, Table
 from mambapoc.report.findings import (
     ACCURACY_MARGIN,
@@ -35,7 +35,8 @@ from mambapoc.report.summary import (
 
 
 def sections(run: Run, f: Findings, t: Text) -> list[Section]:
-    return [speed(run, f, t), memory(run, f, t), accuracy(run, f, t), robustness(run, f, t), cost(run, f, t)]
+    found = [speed(run, f, t), memory(run, f, t), accuracy(run, f, t), robustness(run, f, t), cost(run, f, t)]
+    return found + [s for s in (serving.section(run, f, t),) if s is not None]
 
 
 def _failed(status: str, t: Text, columns: int) -> list[Cell]:

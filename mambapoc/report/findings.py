@@ -137,6 +137,7 @@ class Cost:
     from_workload: bool  # False: no workload in config.yaml, so the longest length both models ran
     mamba: CostAt
     transformer: CostAt
+    at_capacity: bool = False  # from throughput at each model's serving capacity, not one request at a time
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,8 @@ class Findings:
     only_mamba_ran: tuple[Point, ...]  # lengths where the Transformer failed and Mamba finished
     failures: tuple[Cell, ...]
     recommendation: Recommendation
+    serving: dict[str, dict[int, Cell]] = field(default_factory=dict)  # model key -> length -> capacity cell
+    cost_one_at_a_time: Cost | None = None  # the batch-1 cost, beside `cost` when that is at capacity
 
 
 def wilson(correct: int, n: int) -> tuple[float, float]:
@@ -257,7 +260,7 @@ def _median(values) -> float | None:
 def compute(run: Run) -> Findings:
     mamba, transformer = pick_pair(run)
     profiles = {m.key: profile(run, m) for m in run.models}
-    failures = tuple(c for c in run.cells if not c.ok)
+    failures = tuple(c for c in run.all_cells if not c.ok)
     calibration = {m.key: calibration_of(run, m) for m in run.models}
     if mamba is None or transformer is None:
         return Findings(
@@ -271,7 +274,13 @@ def compute(run: Run) -> Findings:
     only_mamba = tuple(pt[n] for n in pm if n in pt and pm[n].status == "ok" and pt[n].status != "ok")
     accuracy = _accuracy(run, mamba, transformer)
     new_tokens = _new_tokens(run)
-    cost = _cost(run, pm, pt, common, new_tokens)
+    serving = serving_cells(run)
+    cost = one_at_a_time = _cost(run, pm, pt, common, new_tokens)
+    sm, st = (serving_points(serving.get(m.key, {})) for m in (mamba, transformer))
+    both = [n for n in sm if n in st]
+    at_capacity = _cost(run, sm, st, both, new_tokens) if both else None
+    if at_capacity is not None:
+        cost = dataclasses.replace(at_capacity, at_capacity=True)
     break_even = break_even_of(pm, pt, common, new_tokens)
     by_length = {n: _accuracy(run, mamba, transformer, n) for n in sorted(set(pm) | set(pt))}
     recommendation = _recommend(accuracy, cost, break_even, only_mamba, calibration[mamba.key],
@@ -282,8 +291,36 @@ def compute(run: Run) -> Findings:
                                         recommendation.conditions[-1]))
     return Findings(
         mamba, transformer, profiles, speed, accuracy, cost, break_even, calibration, only_mamba, failures,
-        recommendation,
+        recommendation, serving, one_at_a_time if cost is not one_at_a_time else None,
     )
+
+
+def serving_cells(run: Run) -> dict[str, dict[int, Cell]]:
+    """Per model and length, the serving cell at the largest batch that finished (the capacity search's,
+    when one ran)."""
+    best: dict[str, dict[int, Cell]] = {}
+    for c in run.serving:
+        if c.ok:
+            here = best.setdefault(c.key, {})
+            if c.length_tokens not in here or c.batch_size > here[c.length_tokens].batch_size:
+                here[c.length_tokens] = c
+    return best
+
+
+def serving_points(cells: dict[int, Cell]) -> dict[int, Point]:
+    return {n: Point(n, "ok", 1, prefill_s=c.prefill_s and c.prefill_s.p50, decode_ms=c.decode_ms_per_tok,
+                     prefill_tok_s=c.prefill_tok_s, decode_tok_s=c.decode_tok_s, peak_mem=c.peak_mem_bytes,
+                     cost_in_1m=c.cost_usd_per_1m_input, cost_out_1m=c.cost_usd_per_1m_output,
+                     unstable=(c.unstable,) if c.unstable else ())
+            for n, c in sorted(cells.items())}
+
+
+def devices_needed(cell: Cell, requests_per_day: int) -> int:
+    """Devices that serve `requests_per_day` at this cell's batch: each device takes `batch` requests at a
+    time, each request lasting its prefill and decoding."""
+    seconds = cell.prefill_s.p50 + (cell.new_tokens or 0) * (cell.decode_ms_per_tok or 0) / 1000.0
+    per_device_per_day = 86400.0 * cell.batch_size / seconds
+    return max(1, math.ceil(requests_per_day / per_device_per_day))
 
 
 def beyond_training(run: Run, *models: Model) -> dict[str, list[int]]:

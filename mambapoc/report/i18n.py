@@ -28,6 +28,62 @@ STRINGS: dict[str, tuple[str, str]] = {
     "sec_accuracy": ("Accuracy", "精度"),
     "sec_robustness": ("Robustness", "頑健性"),
     "sec_cost": ("Cost", "コスト"),
+    "sec_serving": ("Serving capacity", "同時処理能力"),
+    "serving_intro": ("A service runs many requests at once. This section measures how many each model serves "
+                      "at once on this device at each length, and what that throughput costs: a Transformer's "
+                      "KV cache grows with every token of every request, while Mamba's state has a fixed size.",
+                      "サービスは多くのリクエストを同時に処理します。この節では、各モデルがこのデバイスで各長さに"
+                      "何件を同時に処理できるか、そのスループットのコストを測定しています。Transformer の KV "
+                      "キャッシュはリクエストのトークンごとに増えますが、Mamba の状態は一定の大きさです。"),
+    "serving_search": ("The largest batch was found by doubling, then bisecting, each probe run for real: within "
+                       "a memory budget of {budget} (weights included) and {latency}.",
+                       "最大バッチは倍増と二分探索で求め、各試行を実際に実行しました。メモリ予算 {budget}"
+                       "（重みを含む）、{latency}。"),
+    "bound_token": ("at most {ms} ms per generated token", "生成 1 トークンあたり {ms} ms 以内"),
+    "bound_ttft": ("at most {s} s to the first token", "最初のトークンまで {s} 秒以内"),
+    "bound_join": (" and ", "、"),
+    "bound_none": ("no latency bound", "レイテンシの上限なし"),
+    "serving_caption": ("Requests served at once (left) and generated tokens per second over all of them (right) "
+                        "against context length.",
+                        "同時処理件数（左）と全体での生成トークン/秒（右）、コンテキスト長との関係。"),
+    "serving_table_caption": ("Cost {unit} with each model at its capacity, beside one request at a time "
+                              "({new_tokens} generated per request); devices: how many this workload needs at "
+                              "capacity.",
+                              "コスト（{unit}）は各モデルの同時処理能力での値と、1 件ずつの値（生成 {new_tokens}）。"
+                              "デバイス数：このワークロードに同時処理能力で必要な台数。"),
+    "serving_summary_uses": ("The executive summary's cost is the cost at capacity.",
+                             "エグゼクティブサマリーのコストは同時処理能力での値です。"),
+    "limit_memory": ("memory", "メモリ"),
+    "limit_latency": ("latency", "レイテンシ"),
+    "limit_max_batch": ("largest batch tried", "試した最大バッチ"),
+    "limit_fixed": ("as asked", "指定値"),
+    "col_batch": ("At once", "同時件数"),
+    "col_limit": ("Limited by", "制約"),
+    "col_cost_capacity": ("Cost at capacity", "同時処理時のコスト"),
+    "col_cost_one": ("One at a time", "1 件ずつ"),
+    "col_devices": ("Devices for {requests}/day", "1 日 {requests} 件に必要な台数"),
+    "projection_heading": ("Projected on deployment cards (computed, not measured)",
+                           "デプロイ用カードでの見積もり（計算値、測定値ではありません）"),
+    "projection_intro": ("Computed from each model's configuration, in bfloat16, not measured: the weights, then "
+                         "per request the KV cache of its attention layers (grouped-query and sliding-window "
+                         "aware) and the fixed state of its SSM layers. Activations, the runtime's own memory "
+                         "and fragmentation are left out, so real capacity is lower; the measured capacity "
+                         "above is the check.",
+                         "各モデルの設定から bfloat16 で計算した値で、測定値ではありません。重みと、リクエストごと"
+                         "のアテンション層の KV キャッシュ（GQA・スライディングウィンドウを考慮）、SSM 層の固定"
+                         "サイズの状態を数えています。活性やランタイム自体のメモリ、断片化は含まないため、実際の"
+                         "処理能力はこれより低くなります。上の測定値で確かめてください。"),
+    "per_request_memory": ("memory per request", "リクエストあたりメモリ"),
+    "fits_on": ("requests on {card}", "{card} に収まる件数"),
+    "projection_caption": ("Requests of each length that fit on an 80 GB card beside the weights, computed.",
+                           "80 GB カードに重みと並んで収まる各長さのリクエスト数（計算値）。"),
+    "projection_caption_table": ("Memory per request, and requests that fit beside the weights, by card and "
+                                 "prompt length (computed).",
+                                 "リクエストあたりのメモリと、重みと並んでカードに収まるリクエスト数（計算値）。"),
+    "chart_projection_title": ("Requests that fit on 80 GB (computed)", "80 GB に収まるリクエスト数（計算値）"),
+    "chart_batch_title": ("Requests served at once", "同時処理件数"),
+    "chart_rate_title": ("Generated tokens per second, all requests", "生成トークン/秒（全リクエスト）"),
+    "chart_at_capacity": ("{model} at capacity", "{model}（同時処理時）"),
     "sec_method": ("Method and environment", "方法と環境"),
     "sec_next": ("Caveats and next steps", "注意点と次のステップ"),
     "sec_appendix": ("Appendix", "付録"),
@@ -221,6 +277,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "card_cost": ("Cost", "コスト"),
     "card_cost_month": ("{m} vs {t} per month", "月額 {m} 対 {t}"),
     "card_cost_request": ("{m} vs {t} per request", "1 リクエスト {m} 対 {t}"),
+    "card_cost_capacity": ("At serving capacity (each model serving as many requests at once as fit); one "
+                           "request at a time: {one}.",
+                           "同時処理能力での値（各モデルが収まるだけのリクエストを同時処理）。1 件ずつ処理した"
+                           "場合：{one}。"),
     "card_cost_workload": ("For {requests} requests a day of {length} tokens plus {new_tokens} generated "
                            "({basis}).",
                            "1 日 {requests} 件、{length} トークン＋生成 {new_tokens} トークンのリクエストの場合"
@@ -629,6 +689,7 @@ _STATUS = {
     "error": ("error", "エラー"),
 }
 _TASKS = {
+    "serving": ("serving capacity", "同時処理能力"),
     "continuation": ("continuation", "続き予測"),
     "fewshot-classify": ("few-shot classification", "少数例分類"),
     "needle": ("needle retrieval", "情報検索（ニードル）"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -13,6 +13,7 @@ from mambapoc.ingest.dataset import RECORDS, load_records
 from mambapoc.results import RESULTS, Cell, read_cells
 
 _SAMPLE_COUNT = 5
+SERVING = "serving"  # the task of serving-capacity cells (bench.plan)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Model:
     params: int | None
     trained_length: int | None
     description: str | None
+    footprint: dict | None = None  # serving memory from config.json (models.footprint), when recorded
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class Run:
     unreadable_lines: int
     samples: list[dict]
     merged: tuple[Path, ...] = ()  # the run directories a merged report covers
+    serving: list[Cell] = field(default_factory=list)  # serving-capacity cells; `cells` holds the task cells
+
+    @property
+    def all_cells(self) -> list[Cell]:
+        return [*self.cells, *self.serving]
 
     def model_name(self, cell: Cell) -> str:
         """The name of a cell's model as the report's model table shows it."""
@@ -86,9 +93,10 @@ def load_run(run_dir: Path) -> Run:
         env=env,
         models=_models(run_dir / "models.json", cells),
         dataset=dataset,
-        cells=cells,
+        cells=[c for c in cells if c.task != SERVING],
         unreadable_lines=unreadable,
         samples=_samples(dataset, config),
+        serving=[c for c in cells if c.task == SERVING],
     )
 
 
@@ -123,6 +131,7 @@ def _models(path: Path, cells: list[Cell]) -> list[Model]:
                 params=m.get("params") or (cell and cell.params),
                 trained_length=m.get("trained_length") or (cell and cell.trained_length),
                 description=m.get("description"),
+                footprint=m.get("footprint"),
             )
         )
     return models

@@ -208,7 +208,7 @@ def appendix(run: Run, t: Text, samples_note: str | None = None) -> Section:
     headers = [t("col_model"), t("col_task"), t("col_length"), t("col_status"), t("col_prefill"), t("col_decode"),
                t("col_peak_memory"), t("col_result"), t("col_wall")]
     rows = []
-    for c in run.cells:
+    for c in run.all_cells:
         ok = c.ok
         rows.append([
             Cell(run.model_name(c)),

@@ -238,7 +238,12 @@ def _cost_card(f: Findings, t: Text) -> Card:
         basis = t("card_cost_no_workload", length=fmt.tokens(c.length), new_tokens=c.new_tokens)
     per_1m = t("card_cost_per_1m", m_in=fmt.usd(c.mamba.in_1m), t_in=fmt.usd(c.transformer.in_1m),
                m_out=fmt.usd(c.mamba.out_1m), t_out=fmt.usd(c.transformer.out_1m))
-    return Card(t("card_cost"), _cost_value(c, t), f"{basis} {per_1m} {break_even_text(f, t)}")
+    detail = f"{basis} {per_1m} {break_even_text(f, t)}"
+    if c.at_capacity:
+        single = f.cost_one_at_a_time
+        one = _cost_value(single, t) if single is not None else t("not_measured")
+        detail = f"{t('card_cost_capacity', one=one)} {detail}"
+    return Card(t("card_cost"), _cost_value(c, t), detail)
 
 
 def _context(run: Run, f: Findings, t: Text) -> str:
