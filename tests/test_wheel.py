@@ -24,7 +24,7 @@ SOURCES = ("pyproject.toml", "README.md", "mambapoc", "kernels", "recipes", "sam
 MAX_WHEEL_BYTES = 25 * 2**20
 QUICK_DEMO = ["--set", "compare.lengths=[256]", "--set", "compare.tasks=[needle]", "--set", "compare.instances=2",
               "--set", "compare.repeats=1", "--set", "compare.min_time_s=0", "--set", "compare.new_tokens=2",
-              "--set", "report.lang=[en]", "--set", "report.formats=[html,pdf]"]
+              "--set", "compare.batch_sizes=[]", "--set", "report.lang=[en]", "--set", "report.formats=[html,pdf]"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
