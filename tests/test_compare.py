@@ -38,14 +38,15 @@ def test_two_models_two_lengths(tiny_models, tiny_dataset, tmp_path, capsys):
         assert c.decode_ms_per_tok > 0 and c.decode_tok_s > 0
         assert c.prompt_tokens <= c.length_tokens
         assert c.cost_usd_per_1m_input > 0 and c.cost_usd_per_request > 0
-        assert c.state_bytes > 0 and c.peak_mem_bytes >= 0
+        assert c.state_bytes > 0 and c.peak_mem_bytes > 0
     cont = [c for c in cells if c.task == "continuation"]
     assert all(c.metrics["bits_per_byte"] > 0 for c in cont)
     few = [c for c in cells if c.task == "fewshot-classify"]
     assert all(0 <= c.metrics["accuracy"] <= 1 for c in few)
-    # KV cache grows with the context; the Mamba state does not.
+    # KV cache grows with the context (2 layers x K and V x 2 heads x 16 dims x 4 bytes a token, room for the
+    # new tokens included); the Mamba state does not.
     by = {(c.family, c.length_tokens): c.state_bytes for c in cont}
-    assert by[("transformer", 256)] == 2 * by[("transformer", 128)]
+    assert by[("transformer", 256)] - by[("transformer", 128)] == 128 * 2 * 2 * 2 * 16 * 4
     assert by[("mamba", 256)] == by[("mamba", 128)]
     for f in ("config.yaml", "env.json", "models.json", "dataset.yaml"):
         assert (out / f).is_file()

@@ -10,6 +10,7 @@ import torch
 from mambapoc.bench import cost, worker
 from mambapoc.bench.memory import PeakMemory
 from mambapoc.bench.plan import Planned
+from mambapoc.models.footprint import footprint
 from mambapoc.models.registry import load
 from mambapoc.results import Cell, Timing
 from mambapoc.tasks.spec import TaskSpec
@@ -144,8 +145,13 @@ def _kv_bytes(cache) -> int:
     return sum(_tensor_bytes([layer.keys, layer.values]) for layer in cache.layers)
 
 
+def _analytic(lm, length: int) -> int:
+    """Per request at `length`, from the config alone (models/footprint.py), in the model's dtype."""
+    return footprint(lm.model.config.to_dict(), lm.dtype.itemsize).per_request(length)
+
+
 @pytest.mark.parametrize("length", [37, 300])
-def test_state_bytes_are_the_bytes_of_the_real_cache(pair, length):
+def test_carried_state_is_what_the_config_says_and_what_the_cache_holds(pair, length):
     llama, mamba = pair["llama"], pair["mamba"]
     with torch.inference_mode():
         llama.kv_cache = "dynamic"
@@ -153,9 +159,10 @@ def test_state_bytes_are_the_bytes_of_the_real_cache(pair, length):
         llama.kv_cache = "static"
         _, static = llama.prefill(_ids(llama, length), 7)
         _, state = mamba.prefill(_ids(mamba, length))
-    assert _kv_bytes(kv) == llama.state_bytes(length)
-    assert _kv_bytes(static) == llama.state_bytes(length + 7)  # room for the tokens to come
-    assert _tensor_bytes(state) == mamba.state_bytes(length) == mamba.state_bytes(10 * length)
+    assert _kv_bytes(kv) == llama.cache_bytes(kv) == _analytic(llama, length)
+    assert _kv_bytes(static) == _analytic(llama, length + 7)  # room for the tokens to come
+    assert llama.cache_bytes(static) - _kv_bytes(static) <= 16 * llama.model.config.num_hidden_layers  # counters
+    assert _tensor_bytes(state) == mamba.cache_bytes(state) == _analytic(mamba, length) == _analytic(mamba, 9 * length)
 
 
 class _Outbox(list):
@@ -179,7 +186,8 @@ def test_peak_memory_is_plausible_and_grows_with_a_transformers_context(pair):
     llama = pair["llama"]
     small, large = _cell(llama, 128), _cell(llama, 1024)
     assert 0 < small["peak_mem_bytes"] < 8 * MB and small["mem_kind"] == "cpu_allocated"
-    assert large["peak_mem_bytes"] > small["peak_mem_bytes"] + llama.state_bytes(1024) - llama.state_bytes(128)
+    assert large["peak_mem_bytes"] > small["peak_mem_bytes"] + _analytic(llama, 1024) - _analytic(llama, 128)
+    assert small["state_bytes"] == llama.cache_bytes(llama.prefill(llama.as_ids(list(range(1, 129))), 2)[1])
     assert small["prefill_chunk"] == llama.prefill_chunk and small["decode_path"] == llama.decode_path
 
 

@@ -53,9 +53,11 @@ def model_runs(cfg: CompareConfig) -> list[tuple[str, str]]:
 
 
 def is_mamba(spec: str) -> bool:
+    """Whether a spec is a model our own SSM code runs (Mamba-1 and Falcon-Mamba)."""
+    from mambapoc.models.footprint import family_of
     from mambapoc.models.registry import read_config, resolve
 
-    return read_config(resolve(spec)).get("model_type") == "mamba"
+    return family_of(read_config(resolve(spec))) == "mamba"
 
 
 def plan(cfg: CompareConfig) -> Plan:

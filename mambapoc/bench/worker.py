@@ -110,11 +110,19 @@ def run_cell(lm, cell: Planned, records: list[dict], cfg: dict, mem: PeakMemory,
             out["mem_error"] = f"peak memory not measured: {type(e).__name__}: {e}"
     out["prefill_chunk"] = lm.prefill_chunk
     out["decode_path"] = lm.decode_path
+    out["state_bytes"] = carried_bytes(lm, prompt, cfg)
     t0 = time.perf_counter()
     out["metrics"] = score(cell.task.name, lm, instances)
     out["score_s"] = time.perf_counter() - t0
-    out["state_bytes"] = lm.state_bytes(cell.length_tokens, cfg["batch_size"])
     return out
+
+
+def carried_bytes(lm, prompt: list[int], cfg: dict, batch: int | None = None) -> int:
+    """Bytes of the cache a request carries into decoding (KV cache, recurrent state, or both), measured
+    on the cache object after a prefill of the prompt with room for the new tokens."""
+    with torch.inference_mode():
+        _, cache = lm.prefill(lm.as_ids(prompt, batch or cfg["batch_size"]), cfg["new_tokens"])
+    return lm.cache_bytes(cache)
 
 
 def serve_at(lm, prompt: list[int], batch: int, cfg: dict, mem: PeakMemory) -> dict:
@@ -127,7 +135,7 @@ def serve_at(lm, prompt: list[int], batch: int, cfg: dict, mem: PeakMemory) -> d
         ids = lm.as_ids(prompt, batch)
         with torch.inference_mode():
             out.update(peak_mem_bytes=tensor_peak(lambda: serve(lm, ids, cfg["new_tokens"])), mem_kind="cpu_allocated")
-    out.update(batch_size=batch, state_bytes=lm.state_bytes(len(prompt), batch))
+    out.update(batch_size=batch, state_bytes=carried_bytes(lm, prompt, cfg, batch))
     return out
 
 

@@ -55,9 +55,27 @@ class LoadedModel:
         """An independent copy of `cache` that later calls may extend without touching the original."""
         return copy.deepcopy(cache)
 
-    def state_bytes(self, length: int, batch: int = 1) -> int:
-        """Analytic size of the carried state after `length` tokens."""
-        raise NotImplementedError
+    @staticmethod
+    def cache_bytes(cache) -> int:
+        """Bytes of every distinct tensor a cache holds (attributes, lists, dicts): what decoding carries,
+        measured on the object itself, whatever the family or the library's layout."""
+        seen: set[int] = set()
+
+        def walk(obj) -> int:
+            if isinstance(obj, torch.Tensor):
+                if obj.data_ptr() in seen or obj.device.type == "meta":
+                    return 0
+                seen.add(obj.data_ptr())
+                return obj.numel() * obj.element_size()
+            if isinstance(obj, (list, tuple)):
+                return sum(walk(x) for x in obj)
+            if isinstance(obj, dict):
+                return sum(walk(x) for x in obj.values())
+            if hasattr(obj, "__dict__") and not isinstance(obj, (torch.nn.Module, type)):
+                return sum(walk(x) for x in vars(obj).values())
+            return 0
+
+        return walk(cache)
 
     def _request_cache(self, batch: int, total: int):
         """The cache a timed request of `total` tokens starts from (None: the model makes its own)."""
@@ -164,12 +182,6 @@ class OursMamba(LoadedModel):
     def _branch(self, cache):
         return cache.clone()
 
-    def state_bytes(self, length: int, batch: int = 1) -> int:
-        from mambapoc.models.mamba import MambaState
-
-        # The recurrent state does not grow with the context: `length` is deliberately unused.
-        return MambaState.analytic_nbytes(self.model.config, batch=batch, dtype=self.dtype)
-
 
 class HFCausal(LoadedModel):
     """Any transformers causal LM, run with its KV cache (or, for HF Mamba, its recurrent cache)."""
@@ -181,7 +193,7 @@ class HFCausal(LoadedModel):
         params = inspect.signature(self.model.forward).parameters
         # transformers 5 names the state `cache` (older releases: `past_key_values`).
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._recurrent = self.info.family == "mamba"
+        self._recurrent = self.info.family != "transformer"  # a recurrent or hybrid cache of its own
         self.kv_cache = "static"  # "static" or "dynamic"; static falls back when the model refuses it
         self.static_refused: str | None = None
 
@@ -210,7 +222,7 @@ class HFCausal(LoadedModel):
     @property
     def decode_path(self) -> str:
         if self._recurrent:
-            path = "recurrent state (transformers)"
+            path = f"{'hybrid' if self.info.family == 'hybrid' else 'recurrent'} cache (transformers)"
         elif self.kv_cache == "static" and not self.static_refused:
             path = "static KV cache"
         elif self.static_refused:
@@ -226,14 +238,3 @@ class HFCausal(LoadedModel):
         out = self.model(input_ids=ids, **kwargs)
         new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits, new_cache
-
-    def state_bytes(self, length: int, batch: int = 1) -> int:
-        cfg = self.model.config
-        elt = torch.finfo(self.dtype).bits // 8
-        if self._recurrent:
-            inner = cfg.intermediate_size
-            # SSM state is kept in fp32; the conv window in the model dtype.
-            return cfg.num_hidden_layers * batch * inner * (cfg.state_size * 4 + cfg.conv_kernel * elt)
-        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        return 2 * cfg.num_hidden_layers * batch * heads * head_dim * length * elt

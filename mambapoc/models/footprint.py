@@ -75,6 +75,19 @@ def _layer_kinds(cfg: dict, model_type: str) -> list[str]:
     return ["ssm" if model_type in MAMBA1_TYPES + MAMBA2_TYPES else "attention"] * n
 
 
+def family_of(cfg: dict) -> str:
+    """"transformer", "mamba" (Mamba-1, Falcon-Mamba), "mamba2", or "hybrid" (SSM and attention layers),
+    from a config.json dict."""
+    model_type = str(cfg.get("model_type", ""))
+    kinds = _layer_kinds(cfg, model_type)
+    ssm, attention = any(k in ("ssm", "hybrid") for k in kinds), any(k != "ssm" for k in kinds)
+    if ssm and attention:
+        return "hybrid"
+    if ssm:
+        return "mamba" if model_type in MAMBA1_TYPES else "mamba2"
+    return "transformer"
+
+
 def _attention_shape(cfg: dict) -> tuple[int, int, int]:
     """(query heads, key/value heads, head dim), GQA/MQA-aware."""
     hidden = int(_first(cfg, "hidden_size", "n_embd", "d_model"))

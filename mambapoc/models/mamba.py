@@ -30,6 +30,8 @@ from mambapoc.kernels import causal_conv1d, selective_scan, selective_state_upda
 
 # Parameters that stay fp32 whatever the model dtype, as in the reference implementation.
 _FP32_PARAMS = ("A_log", "D")
+# config.json model types this file runs: Mamba-1 and Falcon-Mamba (Mamba-1 with norms on dt, B and C).
+MODEL_TYPES = ("mamba", "falcon_mamba")
 
 
 @dataclass
@@ -60,6 +62,8 @@ class MambaConfig:
     rescale_prenorm_residual: bool = False
     use_cache: bool = True
     tie_word_embeddings: bool = True
+    # Falcon-Mamba: a weightless RMSNorm on dt, B and C before the scan (None: plain Mamba-1).
+    mixer_rms_eps: float | None = None
     extra: dict = field(default_factory=dict)  # other config.json keys, written back unchanged
 
     def __post_init__(self):
@@ -78,9 +82,11 @@ class MambaConfig:
         """From a transformers config.json dict, or from a mamba_ssm one (`d_model`, `n_layer`, `ssm_cfg`)."""
         if "model_type" not in d and "d_model" in d:
             d = _from_mamba_ssm_config(d)
-        if d.get("model_type") != "mamba":
-            raise UserError(f"not a Mamba checkpoint: config.json has model_type {d.get('model_type')!r}, "
-                            "expected 'mamba'")
+        if d.get("model_type") not in MODEL_TYPES:
+            raise UserError(f"not a Mamba-1 checkpoint: config.json has model_type {d.get('model_type')!r}, "
+                            f"expected one of {', '.join(MODEL_TYPES)}")
+        if d["model_type"] == "falcon_mamba":
+            d = {**d, "mixer_rms_eps": d.get("mixer_rms_eps", 1e-6)}
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         skip = {"model_type", "architectures", "intermediate_size", "torch_dtype", "dtype",
@@ -91,8 +97,12 @@ class MambaConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         extra = d.pop("extra")
-        return {"model_type": "mamba", "architectures": ["MambaForCausalLM"], **extra, **d,
-                "intermediate_size": self.intermediate_size}
+        if self.mixer_rms_eps is None:
+            d.pop("mixer_rms_eps")
+            kind = {"model_type": "mamba", "architectures": ["MambaForCausalLM"]}
+        else:
+            kind = {"model_type": "falcon_mamba", "architectures": ["FalconMambaForCausalLM"]}
+        return {**kind, **extra, **d, "intermediate_size": self.intermediate_size}
 
 
 def _from_mamba_ssm_config(d: dict) -> dict:
@@ -185,6 +195,12 @@ class MambaMixer(nn.Module):
         self.A_log = nn.Parameter(torch.empty(d, n))
         self.D = nn.Parameter(torch.empty(d))
         self.out_proj = nn.Linear(d, config.hidden_size, bias=config.use_bias)
+        self.mixer_rms_eps = config.mixer_rms_eps
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        """Falcon-Mamba's weightless RMSNorm, in fp32, back in x's dtype."""
+        h = x.float()
+        return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.mixer_rms_eps)).to(x.dtype)
 
     def forward(self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor,
                 backend: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -195,6 +211,8 @@ class MambaMixer(nn.Module):
         z = F.linear(hidden, w_in[d:], None if b_in is None else b_in[d:])
         x, conv_state = causal_conv1d(x, self.conv1d.weight[:, 0], self.conv1d.bias, conv_state, backend)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.state_size, self.state_size], dim=-1)
+        if self.mixer_rms_eps is not None:
+            dt, B, C = self._norm(dt), self._norm(B), self._norm(C)
         delta = F.linear(dt, self.dt_proj.weight)  # its bias is added inside the scan, in fp32
         A = -torch.exp(self.A_log.float())
         D, dt_bias = self.D.float(), self.dt_proj.bias.float()

@@ -22,6 +22,7 @@ from pathlib import Path
 from mambapoc.errors import UserError
 from mambapoc.models.adapters import HFCausal, LoadedModel, ModelInfo, OursMamba
 from mambapoc.models.checkpoint import read_config
+from mambapoc.models.footprint import family_of
 from mambapoc.resources import models_dir
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -126,9 +127,9 @@ def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ou
     tokenizer = load_tokenizer(spec)
     torch_dtype = getattr(torch, dtype)
     dev = torch.device(device)
-    model_type = cfg.get("model_type", "")
+    family = family_of(cfg)
     trained, desc = _card_summary(path)
-    if model_type == "mamba" and impl == "ours":
+    if family == "mamba" and impl == "ours":
         from mambapoc.models.mamba import MambaLM
 
         model = MambaLM.from_pretrained(str(path), device=dev, dtype=torch_dtype).eval()
@@ -138,13 +139,12 @@ def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ou
     from transformers import AutoModelForCausalLM
 
     kwargs = {"dtype": torch_dtype}
-    if model_type != "mamba":
-        kwargs["attn_implementation"] = "sdpa"
+    if family in ("transformer", "hybrid"):
+        kwargs["attn_implementation"] = "sdpa"  # only models with attention layers take one
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).to(dev).eval()
     except (ValueError, OSError, KeyError) as e:
         raise UserError(f"{spec}: transformers cannot load it as a causal LM: {str(e).splitlines()[0]}") from None
-    family = "mamba" if model_type == "mamba" else "transformer"
     params = sum(p.numel() for p in model.parameters())
     info = ModelInfo(spec, short_name(spec), family, "hf", params, trained, desc)
     return HFCausal(info, model, tokenizer, dev, torch_dtype)
