@@ -502,8 +502,10 @@ STRINGS: dict[str, tuple[str, str]] = {
                         "レコード数とマスキングは表示できません。"),
     "dataset_summary": ("Dataset {name}: {records} records, {templates} log templates.",
                         "データセット {name}：レコード {records} 件、ログテンプレート {templates} 種。"),
-    "masking_caption": ("Values masked before any model saw the data.",
-                        "モデルに渡す前にマスクした値。"),
+    "masking_caption": ("The masking rules that ran and the values each masked before any model saw the data "
+                        "(0: looked for, not found).",
+                        "実行したマスキング規則と、モデルに渡す前にそれぞれがマスクした値の数（0 は探したが"
+                        "見つからなかったもの）。"),
     "masking_off": ("Masking was off (or not recorded) for this dataset: the models read the logs as written. "
                     "Check that no secrets or personal data were in them.",
                     "このデータセットではマスキングが無効（または記録なし）で、モデルはログをそのまま読んで"

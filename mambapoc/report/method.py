@@ -117,9 +117,12 @@ def _dataset(run: Run, t: Text) -> list:
     masking = ds.get("masking") or {}
     if not masking.get("enabled"):
         blocks.append(Paragraph(t("masking_off"), tone="warning"))
-    elif masking.get("counts"):
+    elif masking.get("counts") or masking.get("rules"):
+        counts = masking.get("counts") or {}
+        # Every rule that ran is listed, with 0 where it found nothing: a reader sees what was looked for.
+        kinds = masking.get("rules") or list(counts)
         blocks.append(Table([t("col_masked_kind"), t("col_count")],
-                            [[Cell(str(k)), Cell(fmt.count(v))] for k, v in masking["counts"].items()],
+                            [[Cell(str(k)), Cell(fmt.count(counts.get(k, 0)))] for k in kinds],
                             caption=t("masking_caption")))
     else:
         blocks.append(Paragraph(t("masking_nothing_found")))
