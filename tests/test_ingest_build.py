@@ -60,6 +60,7 @@ def test_records_have_every_field_and_final_templates(tmp_path):
         "template_id",
         "template",
         "label",
+        "fields",
         "text",
     }
     assert records[2]["line"] == 3 and records[2]["level"] == "ERROR"

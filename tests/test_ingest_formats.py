@@ -10,8 +10,8 @@ import pytest
 from mambapoc.errors import UserError
 from mambapoc.ingest import documents, jsonlines, multiline, tabular
 from mambapoc.ingest.detect import content_suffix, detect
+from mambapoc.ingest.families import LINE_FORMATS
 from mambapoc.ingest.fields import normalize_level
-from mambapoc.ingest.formats import LINE_FORMATS
 
 MODIFIED = date(2024, 3, 14)
 

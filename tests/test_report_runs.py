@@ -100,3 +100,38 @@ def test_records_of_an_unmasked_dataset_never_reach_the_report(tmp_path):
     (run / "dataset.yaml").write_text(yaml.safe_dump(ds))
     html = build(run, formats=("html",), out_dir=tmp_path / "r")["html"].read_text(encoding="utf-8")
     assert ds["samples"][0]["text"][:40] not in html and "without masking" in html
+
+
+def _report_text(tmp_path: Path, log: str, mask_extra: list[str]) -> str:
+    """Every report file of a run whose dataset was ingested from `log`, as one string."""
+    from mambapoc.ingest import ingest
+    from mambapoc.ingest.dataset import load_records, read_manifest
+
+    src = tmp_path / f"src-{len(mask_extra)}"
+    src.mkdir()
+    (src / "app.log").write_text(log)
+    ds = ingest([src], name="secrets", data_dir=tmp_path / f"data-{len(mask_extra)}", mask_extra=mask_extra,
+                progress=False).path
+    run = tmp_path / f"run-{len(mask_extra)}"
+    shutil.copytree(FIXTURE, run)
+    (run / "dataset.yaml").write_text(yaml.safe_dump({**read_manifest(ds), "samples": load_records(ds, limit=5)},
+                                                     allow_unicode=True))
+    written = build(run, out_dir=tmp_path / f"report-{len(mask_extra)}")
+    from pypdf import PdfReader
+
+    texts = [p.read_text(encoding="utf-8") for kind, p in written.items() if kind != "pdf"]
+    texts.append("".join(page.extract_text() for page in PdfReader(written["pdf"]).pages))
+    return "\n".join(texts)
+
+
+def test_only_masked_text_reaches_the_report(tmp_path):
+    pem_body = "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0"
+    log = ("2024-03-11 10:00:01 INFO support: call the customer back on +81 3-1234-5678 today\n"
+           "2024-03-11 10:00:02 ERROR deploy: leaked key -----BEGIN RSA PRIVATE KEY-----\n"
+           f"{pem_body}\n-----END RSA PRIVATE KEY-----\n"
+           "2024-03-11 10:00:03 INFO api: request served in 12 ms\n")
+    unmasked = _report_text(tmp_path, log, [])
+    assert "3-1234-5678" in unmasked, "without the phone rule the number would be shown (the test can fail)"
+    masked = _report_text(tmp_path, log, ["phone"])
+    assert "1234-5678" not in masked and pem_body[:24] not in masked
+    assert "The masking rules that ran" in masked and "phone" in masked and "private_key" in masked

@@ -15,8 +15,9 @@ from mambapoc.ingest.readers import DEFAULT_MAX_LINE_BYTES
 
 _DATA_DIR_HELP = "Where datasets live (default: $MAMBAPOC_DATA_DIR, else ./data)."
 _FORMATS_HELP = (
-    "Format of every input instead of detecting it per file: syslog, syslog5424, access, apache-error, "
-    "log4j, hdfs, jsonl, csv, tsv, document or plain."
+    "Format of every input instead of detecting it per file: syslog, syslog5424, access, apache-error, log4j, "
+    "hdfs, android, zookeeper, openstack, windows-cbs, bgl, nginx-error, cri, jsonl, logfmt, json, windows-xml, "
+    "csv, tsv, document or plain."
 )
 
 
@@ -56,6 +57,24 @@ def ingest_command(
     mask_regex: list[str] = typer.Option(
         [], "--mask-regex", help="A regular expression whose matches are masked too; repeat for several."
     ),
+    mask_extra: list[str] = typer.Option(
+        [],
+        "--mask-extra",
+        help="Also mask these kinds, off by default: phone, name (comma-separated, e.g. phone,name).",
+    ),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        help="Layout of every input line, in the placeholders of Drain/LogPAI: "
+        "'<Date> <Time> <Pid> <Level> <Component>: <Content>' (<Content> is the message; other names are kept "
+        "as fields). Instead of detecting it.",
+    ),
+    log_regex: str | None = typer.Option(
+        None,
+        "--log-regex",
+        help="A regular expression matching the start of every input line, with named groups ts, level, "
+        "component, message (other groups are kept as fields). Instead of detecting the format.",
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild the dataset even if it is up to date."),
     max_line_bytes: int = typer.Option(
         DEFAULT_MAX_LINE_BYTES,
@@ -77,8 +96,11 @@ def ingest_command(
         label_field=label_field,
         mask=not no_mask,
         mask_regex=mask_regex,
+        mask_extra=mask_extra,
         force=force,
         max_line_bytes=max_line_bytes,
+        log_format=log_format,
+        log_regex=log_regex,
     )
     console = Console(soft_wrap=True)
     m = result.manifest
@@ -180,10 +202,11 @@ def show(
     ),
 ) -> None:
     """Show a dataset: sources, counts, masking, field coverage, templates, levels, labels, samples."""
-    from mambapoc.ingest.dataset import read_manifest, resolve_dataset
+    from mambapoc.ingest.dataset import check_records, read_manifest, resolve_dataset
 
     path = resolve_dataset(name, data_dir)
     m = read_manifest(path)
+    check_records(path, m)
     c = Console(soft_wrap=True)
     counts = m["counts"]
     c.print(
@@ -197,6 +220,11 @@ def show(
             ((s["path"], s["format"], f"{s['confidence']:.2f}", f"{s['records']:,}") for s in m["sources"]),
         )
     )
+    # Printed whole, not in the table, so that a layout can be copied into --log-format.
+    for s in m["sources"]:
+        if s.get("layout"):
+            how = "learned" if s["format"] == "induced" else "declared"
+            c.print(f"Layout of {s['path']} ({how}): {s['layout']}", markup=False, highlight=False)
     c.print(_table("Counts", ("what", "count"), ((k, f"{v:,}") for k, v in counts.items())))
     masking = m["masking"]
     if masking["enabled"]:

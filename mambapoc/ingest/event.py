@@ -21,5 +21,7 @@ class Event:
     level_raw: str | None = None
     component: str | None = None
     label: str | None = None
+    # Other header fields of the format (`pid`, `host`, `thread`, …), by name.
+    fields: dict[str, str] | None = None
     # Documents are prose: mining a template per paragraph would only fill the template table.
     mine_template: bool = True

@@ -15,20 +15,30 @@ _LEVEL_NAMES = {
     "dbg": "DEBUG",
     "fine": "DEBUG",
     "verbose": "DEBUG",
+    "vrb": "DEBUG",
+    "v": "DEBUG",
+    "d": "DEBUG",
     "config": "DEBUG",
     "info": "INFO",
     "information": "INFO",
     "informational": "INFO",
+    "inf": "INFO",
     "i": "INFO",
+    "log": "INFO",
     "notice": "NOTICE",
     "warn": "WARN",
     "warning": "WARN",
+    "wrn": "WARN",
     "w": "WARN",
     "error": "ERROR",
     "err": "ERROR",
     "severe": "ERROR",
     "e": "ERROR",
+    "failure": "ERROR",
     "fatal": "FATAL",
+    "ftl": "FATAL",
+    "f": "FATAL",
+    "a": "FATAL",
     "critical": "FATAL",
     "crit": "FATAL",
     "alert": "FATAL",
@@ -36,6 +46,10 @@ _LEVEL_NAMES = {
     "emergency": "FATAL",
     "panic": "FATAL",
 }
+# Level names a header column may hold, longest first so that an alternation takes `warning` whole. Single
+# letters (Android's V D I W E F A, glog's I W E F) are only levels in upper case.
+LEVEL_WORDS = tuple(sorted((k for k in _LEVEL_NAMES if len(k) > 1), key=len, reverse=True))
+LEVEL_LETTERS = "".join(sorted(k.upper() for k in _LEVEL_NAMES if len(k) == 1))
 # Syslog severities (RFC 5424 section 6.2.1), indexed by PRI % 8.
 SYSLOG_SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
@@ -78,8 +92,9 @@ def iso_from_text(value: str) -> str | None:
 
 
 def iso_from_epoch(value: float) -> str | None:
-    """Seconds or milliseconds since the epoch (told apart by magnitude) as UTC ISO 8601."""
-    if value > 1e11:
+    """Seconds, milliseconds, microseconds (journald) or nanoseconds since the epoch, told apart by
+    magnitude, as UTC ISO 8601."""
+    while value > 1e11:
         value /= 1000.0
     try:
         return datetime.fromtimestamp(value, tz=timezone.utc).isoformat().replace("+00:00", "Z")

@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from datetime import date
 
 from mambapoc.ingest.fields import MONTHS, SYSLOG_SEVERITIES, iso, iso_from_text, normalize_level
+from mambapoc.ingest.timestamps import TimeParser, year_for
 
 # Timestamp, level as written, component.
 Fields = tuple[str | None, str | None, str | None]
+# Groups of a named format that are not extra fields of its records.
+ROLES = ("ts", "level", "component", "msg")
+_STACK = r"[ \t]+\S|Caused by: |\.\.\. \d+ more"
+# Lines that continue the event before them in formats that do not join every unmatched line: stack frames
+# and indented lines, `Caused by:` chains, and an exception's own first line.
+STACK_CONTINUATION = re.compile(rf"{_STACK}|(?:[a-z_$][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable)\b")
 
 _LEVEL_WORD = (
     r"(?i:TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|SEVERE|FATAL|CRIT(?:ICAL)?|FINEST|FINER|FINE|CONFIG)"
@@ -24,7 +31,8 @@ class LineFormat:
     fields; it gets the source's modification date because some formats (RFC 3164 syslog) leave the year
     out. `level_of` normalises the level as written. `joins_unmatched`: a line that does not match belongs
     to the event before it (stack traces). `continuation`: lines that join the event before them even
-    though the header would match them (only the plain format needs it)."""
+    though the header would match them. `extras`: groups whose values become the record's extra fields
+    (a `-` is no value)."""
 
     name: str
     header: re.Pattern
@@ -32,34 +40,66 @@ class LineFormat:
     joins_unmatched: bool
     continuation: re.Pattern | None = None
     level_of: Callable[[str | None], str | None] = normalize_level
+    extras: tuple[str, ...] = ()
 
 
-def _year_for(month: int, modified: date) -> int:
-    # Syslog lines carry no year: the file's modification date gives it, and a month after that date
-    # can only be from the year before (a file spanning New Year).
-    return modified.year if month <= modified.month else modified.year - 1
+def _group(m: re.Match, name: str) -> str | None:
+    return m[name] if name in m.re.groupindex else None
+
+
+def named(
+    name: str,
+    header: str | re.Pattern,
+    joins_unmatched: bool = False,
+    timestamp: Callable[[re.Match, date], str | None] | None = None,
+) -> LineFormat:
+    """A format described by its regular expression alone: groups `ts` (any form of the timestamp table),
+    `level`, `component` and `msg`; every other named group is an extra field. Unmatched lines join the
+    event before them when they look like a stack trace, or always with `joins_unmatched`."""
+    header = re.compile(header) if isinstance(header, str) else header
+    if timestamp is None:
+        parse = TimeParser()
+
+        def timestamp(m: re.Match, modified: date) -> str | None:
+            text = _group(m, "ts")
+            return parse(text, modified) if text else None
+
+    def fields(m: re.Match, modified: date) -> Fields:
+        return timestamp(m, modified), _group(m, "level"), _group(m, "component")
+
+    return LineFormat(
+        name,
+        header,
+        fields,
+        joins_unmatched,
+        continuation=None if joins_unmatched else STACK_CONTINUATION,
+        extras=tuple(g for g in header.groupindex if g not in ROLES and not g.startswith("_")),
+    )
 
 
 def _syslog_fields(m: re.Match, modified: date) -> Fields:
     if m["mon"]:
         month = MONTHS.get(m["mon"], 1)
-        ts = iso(f"{_year_for(month, modified)}-{month:02d}-{int(m['day']):02d}", m["time"])
+        ts = iso(f"{year_for(month, modified)}-{month:02d}-{int(m['day']):02d}", m["time"])
     else:
         ts = iso_from_text(m["iso"])
-    level = SYSLOG_SEVERITIES[int(m["pri"]) % 8] if m["pri"] else None
+    level = SYSLOG_SEVERITIES[int(m["pri"]) % 8] if m["pri"] else m["mlevel"]
     return ts, level, m["tag"]
 
 
 SYSLOG = LineFormat(
     "syslog",
+    # Without a priority, a level word that opens the message (`<warning>`, `[ERROR]`, `error:`) is the level.
     re.compile(
         r"(?:<(?P<pri>\d{1,3})>)?"
         r"(?:(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)"
         r"|(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?)) "
-        r"(?P<host>\S+) (?:(?P<tag>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: )?(?P<msg>.*)"
+        r"(?P<host>\S+) (?:(?P<tag>[^\s:\[]+)(?:\[(?P<pid>\d+)\])?: )?"
+        rf"(?:[<\[]?(?P<mlevel>{_LEVEL_WORD})[>\]]?:? +(?=\S))?(?P<msg>.*)"
     ),
     _syslog_fields,
     joins_unmatched=False,
+    extras=("host", "pid"),
 )
 
 
@@ -128,18 +168,20 @@ APACHE_ERROR = LineFormat(
 
 
 def _log4j_fields(m: re.Match, modified: date) -> Fields:
-    return iso(m["date"], m["time"], m["frac"], m["tz"]), m["level"] or m["level2"], m["logger"]
+    day = m["date"] or f"20{m['sdate'][:2]}-{m['sdate'][3:5]}-{m['sdate'][6:8]}"
+    return iso(day, m["time"], m["frac"], m["tz"]), m["level"] or m["level2"], m["logger"] or m["logger2"]
 
 
 LOG4J = LineFormat(
     "log4j",
-    # `2015-10-18 18:01:47,978 INFO [main] org.x.Y: msg` (log4j) and
-    # `2015-10-18 18:01:47.978 [main] INFO  org.x.Y - msg` (logback); the logger is a dotted name.
+    # `2015-10-18 18:01:47,978 INFO [main] org.x.Y: msg` (log4j), `17/06/09 20:10:40 INFO storage.X: msg`
+    # (Spark's yy/MM/dd) and `2015-10-18 18:01:47.978 [main] INFO  org.x.Y - msg` (logback); the logger is
+    # a dotted name, or a plain one followed by a colon (`%c{1}: %m`).
     re.compile(
-        r"(?P<date>\d{4}-\d\d-\d\d)[ T](?P<time>\d\d:\d\d:\d\d)(?:[,.](?P<frac>\d{1,9}))?"
-        r"(?P<tz>Z|[+-]\d\d:?\d\d)? +"
+        r"(?:(?P<date>\d{4}-\d\d-\d\d)|(?P<sdate>\d\d/\d\d/\d\d))[ T](?P<time>\d\d:\d\d:\d\d)"
+        r"(?:[,.](?P<frac>\d{1,9}))?(?P<tz>Z|[+-]\d\d:?\d\d)? +"
         rf"(?:(?P<level>{_LEVEL_WORD}) +(?:\[[^\]]*\] +)?|\[[^\]]*\] +(?P<level2>{_LEVEL_WORD}) +)"
-        r"(?:(?P<logger>[\w$]+(?:\.[\w$]+)+) *(?:[:-] +|:?$))?(?P<msg>.*)"
+        r"(?:(?P<logger>[\w$]+(?:\.[\w$]+)+) *(?:[:-] +|:?$)|(?P<logger2>[\w$]+): +)?(?P<msg>.*)"
     ),
     _log4j_fields,
     joins_unmatched=True,
@@ -174,7 +216,7 @@ PLAIN = LineFormat(
     ),
     _plain_fields,
     joins_unmatched=False,
-    continuation=re.compile(r"[ \t]+\S|Caused by: |\.\.\. \d+ more"),
+    continuation=re.compile(_STACK),
 )
 
-LINE_FORMATS = {f.name: f for f in (SYSLOG, SYSLOG5424, ACCESS, APACHE_ERROR, LOG4J, HDFS, PLAIN)}
+HAND_WRITTEN = {f.name: f for f in (SYSLOG, SYSLOG5424, ACCESS, APACHE_ERROR, LOG4J, HDFS, PLAIN)}

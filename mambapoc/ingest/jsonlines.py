@@ -8,11 +8,36 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from mambapoc.ingest.event import Event
-from mambapoc.ingest.fields import iso_from_epoch, iso_from_text, normalize_level
+from mambapoc.ingest.fields import SYSLOG_SEVERITIES, iso_from_epoch, normalize_level
+from mambapoc.ingest.timestamps import parse_timestamp
 
 # First key present wins; keys are the flattened, dotted names.
-TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "datetime", "date", "eventTime", "event.created")
-LEVEL_KEYS = ("level", "log.level", "severity", "levelname", "lvl", "loglevel", "severity_text", "priority")
+TIME_KEYS = (
+    "@timestamp",
+    "timestamp",
+    "time",
+    "ts",
+    "datetime",
+    "date",
+    "eventTime",
+    "event.created",
+    "_SOURCE_REALTIME_TIMESTAMP",
+    "__REALTIME_TIMESTAMP",
+    "TimeCreated",
+)
+LEVEL_KEYS = (
+    "level",
+    "log.level",
+    "severity",
+    "levelname",
+    "lvl",
+    "loglevel",
+    "severity_text",
+    "priority",
+    "PRIORITY",
+    "LevelDisplayName",
+    "Level",
+)
 COMPONENT_KEYS = (
     "logger",
     "log.logger",
@@ -25,14 +50,21 @@ COMPONENT_KEYS = (
     "module",
     "name",
     "source",
+    "SYSLOG_IDENTIFIER",
+    "_SYSTEMD_UNIT",
+    "ProviderName",
+    "eventSource",
 )
-MESSAGE_KEYS = ("message", "msg", "log", "text", "event.original", "body", "event")
-# Numeric levels of pino and bunyan, the usual numeric scheme in JSON logs.
+MESSAGE_KEYS = ("message", "msg", "log", "text", "event.original", "body", "event", "MESSAGE", "Message", "eventName")
+# Numeric levels of pino and bunyan (10 to 60), the usual numeric scheme in JSON logs; 0 to 7 are syslog
+# severities (journald's PRIORITY).
 _NUMERIC_LEVELS = ((60, "FATAL"), (50, "ERROR"), (40, "WARN"), (30, "INFO"), (20, "DEBUG"), (10, "TRACE"))
 
 
 def _level(raw: str) -> str | None:
     if raw.isdigit():
+        if int(raw) < len(SYSLOG_SEVERITIES):
+            return normalize_level(SYSLOG_SEVERITIES[int(raw)])
         return next((name for floor, name in _NUMERIC_LEVELS if int(raw) >= floor), None)
     return normalize_level(raw)
 
@@ -61,7 +93,7 @@ def _timestamp(v: object) -> str | None:
     if isinstance(v, (int, float)):
         return iso_from_epoch(float(v))
     if isinstance(v, str):
-        return iso_from_epoch(float(v)) if v.isdigit() else iso_from_text(v)
+        return iso_from_epoch(float(v)) if v.isdigit() else parse_timestamp(v)
     return None
 
 
@@ -73,49 +105,58 @@ def _pick(flat: dict[str, object], keys: Iterable[str]) -> tuple[str | None, obj
     return None, None
 
 
+def event_from(
+    no: int, obj: dict, text_field: str | None = None, label_field: str | None = None
+) -> Event:
+    """The event of one JSON object (or any mapping of names to values: logfmt, a Windows event). The text
+    reads `TIME LEVEL COMPONENT: MESSAGE | k=v ...` with every other field as `k=v`."""
+    flat = flatten(obj)
+    message_keys = (text_field, *MESSAGE_KEYS) if text_field else MESSAGE_KEYS
+    ts_key, ts_value = _pick(flat, TIME_KEYS)
+    level_key, level_value = _pick(flat, LEVEL_KEYS)
+    component_key, component_value = _pick(flat, COMPONENT_KEYS)
+    message_key, message_value = _pick(flat, message_keys)
+    timestamp = _timestamp(ts_value)
+    # An unparseable time stays in the text as it was written.
+    used = {level_key, component_key, message_key, ts_key if timestamp else None}
+    label = None
+    if label_field is not None and flat.get(label_field) is not None:
+        used.add(label_field)
+        label = _scalar(flat[label_field])
+    level_raw = _scalar(level_value) if level_value is not None else None
+    component = _scalar(component_value) if component_value is not None else None
+    head = [p for p in (timestamp, level_raw.upper() if level_raw else None) if p]
+    if component:
+        head.append(component + ":")
+    # journald's `__CURSOR`, `__MONOTONIC_TIMESTAMP`: addresses of the entry in the journal, not content.
+    rest = " ".join(f"{k}={_scalar(v)}" for k, v in flat.items() if k not in used and not k.startswith("__"))
+    return Event(
+        no,
+        _scalar(message_value).rstrip("\n") if message_value is not None else "",
+        prefix=" ".join(head) + " " if head else "",
+        suffix=f" | {rest}" if rest else "",
+        timestamp=timestamp,
+        level=_level(level_raw) if level_raw else None,
+        level_raw=level_raw,
+        component=component,
+        label=label,
+    )
+
+
 def events(
     lines: Iterable[str], counts: Counter, text_field: str | None = None, label_field: str | None = None
 ) -> Iterator[Event]:
-    """One event per JSON object line. The text reads `TIME LEVEL COMPONENT: MESSAGE | k=v ...` with
-    every other field as `k=v`; a line that is not a JSON object is kept as raw text (`broken_lines`)."""
-    message_keys = (text_field, *MESSAGE_KEYS) if text_field else MESSAGE_KEYS
+    """One event per JSON object line; a line that is not a JSON object is kept as raw text
+    (`broken_lines`)."""
     for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
             obj = None
         if not isinstance(obj, dict):
             counts["broken_lines"] += 1
             yield Event(no, line)
             continue
-        flat = flatten(obj)
-        ts_key, ts_value = _pick(flat, TIME_KEYS)
-        level_key, level_value = _pick(flat, LEVEL_KEYS)
-        component_key, component_value = _pick(flat, COMPONENT_KEYS)
-        message_key, message_value = _pick(flat, message_keys)
-        timestamp = _timestamp(ts_value)
-        # An unparseable time stays in the text as it was written.
-        used = {level_key, component_key, message_key, ts_key if timestamp else None}
-        label = None
-        if label_field is not None and flat.get(label_field) is not None:
-            used.add(label_field)
-            label = _scalar(flat[label_field])
-        level_raw = _scalar(level_value) if level_value is not None else None
-        component = _scalar(component_value) if component_value is not None else None
-        head = [p for p in (timestamp, level_raw.upper() if level_raw else None) if p]
-        if component:
-            head.append(component + ":")
-        rest = " ".join(f"{k}={_scalar(v)}" for k, v in flat.items() if k not in used)
-        yield Event(
-            no,
-            _scalar(message_value) if message_value is not None else "",
-            prefix=" ".join(head) + " " if head else "",
-            suffix=f" | {rest}" if rest else "",
-            timestamp=timestamp,
-            level=_level(level_raw) if level_raw else None,
-            level_raw=level_raw,
-            component=component,
-            label=label,
-        )
+        yield event_from(no, obj, text_field, label_field)

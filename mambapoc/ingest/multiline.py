@@ -50,9 +50,16 @@ def events(lines: Iterable[str], fmt: LineFormat, modified: date, counts: Counte
                 level=fmt.level_of(level),
                 level_raw=level,
                 component=component,
+                fields=_extras(m, fmt.extras) if fmt.extras else None,
             )
     if head is not None:
         yield _finish(head, tail)
+
+
+def _extras(m, names: tuple[str, ...]) -> dict[str, str] | None:
+    # `-` stands for "no value" in most log formats (access logs, BGL, OpenStack's request context).
+    found = {name: m[name] for name in names if m[name] and m[name] != "-"}
+    return found or None
 
 
 def _finish(head: Event, tail: list[str]) -> Event:

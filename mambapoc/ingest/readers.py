@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import hashlib
 import lzma
 import os
+import tarfile
 import zipfile
 import zlib
 from collections import Counter
@@ -29,8 +31,18 @@ _COMPRESSIONS = (
     (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile),
 )
 _ZIP_MAGIC = b"PK\x03\x04"
+# A tar header's magic, 257 bytes into the archive (and into each member's header).
+_TAR_MAGIC = (257, b"ustar")
+# Byte order marks of the encodings other than UTF-8 that Windows tools write (UTF-32 first: its
+# little-endian mark starts like UTF-16's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
 # What a corrupt compressed file or archive raises while it is read.
-_READ_ERRORS = (OSError, EOFError, RuntimeError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+_READ_ERRORS = (OSError, EOFError, RuntimeError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError)
 
 
 def _unreadable(name: str, e: Exception) -> UserError:
@@ -121,25 +133,46 @@ def _decompressed(f: BinaryIO, modified: date) -> tuple[BinaryIO, str | None, da
     return f, None, modified
 
 
+def _is_tar(f: BinaryIO) -> bool:
+    at, magic = _TAR_MAGIC
+    return f.peek(at + len(magic))[at : at + len(magic)] == magic
+
+
+def _zip_members(item: InputFile, disk: BinaryIO) -> Iterator[Stream]:
+    with zipfile.ZipFile(disk) as zf:
+        for info in zf.infolist():
+            if info.is_dir() or Path(info.filename).name.startswith("."):
+                continue
+            with zf.open(info) as member:
+                fileobj, compression, when = _decompressed(member, datetime(*info.date_time).date())
+                yield Stream(f"{item.name}!/{info.filename}", compression or "zip", fileobj, when, disk)
+
+
+def _tar_members(item: InputFile, archive: BinaryIO, outer: str | None, disk: BinaryIO) -> Iterator[Stream]:
+    # Stream mode: members are read in order, without seeking, so a compressed tar needs no temporary file.
+    container = f"tar.{outer}" if outer else "tar"
+    with tarfile.open(fileobj=archive, mode="r|") as tf:
+        for info in tf:
+            if not info.isfile() or Path(info.name).name.startswith("."):
+                continue
+            member = tf.extractfile(info)
+            fileobj, compression, when = _decompressed(member, date.fromtimestamp(info.mtime))
+            yield Stream(f"{item.name}!/{info.name}", compression or container, fileobj, when, disk)
+
+
 def open_streams(item: InputFile) -> Iterator[Stream]:
-    """The text streams of one input file: itself, decompressed, or each member of a zip."""
+    """The text streams of one input file: itself, decompressed, or each member of a zip or tar archive
+    (compressed or not)."""
     try:
         with open(item.path, "rb") as disk:
             modified = date.fromtimestamp(os.fstat(disk.fileno()).st_mtime)
             if disk.peek(4)[:4] == _ZIP_MAGIC:
-                with zipfile.ZipFile(disk) as zf:
-                    for info in zf.infolist():
-                        if info.is_dir() or Path(info.filename).name.startswith("."):
-                            continue
-                        with zf.open(info) as member:
-                            fileobj, compression, when = _decompressed(
-                                member, datetime(*info.date_time).date()
-                            )
-                            yield Stream(
-                                f"{item.name}!/{info.filename}", compression or "zip", fileobj, when, disk
-                            )
+                yield from _zip_members(item, disk)
+                return
+            fileobj, compression, when = _decompressed(disk, modified)
+            if _is_tar(fileobj):
+                yield from _tar_members(item, fileobj, compression, disk)
             else:
-                fileobj, compression, when = _decompressed(disk, modified)
                 yield Stream(item.name, compression, fileobj, when, disk)
     except _READ_ERRORS as e:
         # Only this generator's own work lands here (opening, archive and compression headers); an error
@@ -161,19 +194,38 @@ class LineReader:
     ):
         self._stream = stream
         self._counts = counts
-        self._limit = max_line_bytes
+        self._limit = self.max_line_bytes = max_line_bytes
         self._on_progress = on_progress
         self._disk_pos = stream.disk.tell()
         self.lines = 0
+        self._recode: codecs.IncrementalDecoder | None = None
         self._first = self._read()
+        for bom, encoding in _BOMS:
+            if self._first.startswith(bom):
+                # UTF-16 and UTF-32 are read as UTF-8 from here on: every reader after this one sees one encoding.
+                self._recode = codecs.getincrementaldecoder(encoding)("replace")
+                self._first = self._recoded(self._first[len(bom) :])
+                break
         if self._first.startswith(_BOM):
             self._first = self._first[len(_BOM) :]
 
-    def _read(self) -> bytes:
+    def _read_raw(self) -> bytes:
         try:
             return self._stream.fileobj.read(CHUNK)
         except _READ_ERRORS as e:
             raise _unreadable(self._stream.name, e) from e
+
+    def _recoded(self, raw: bytes) -> bytes:
+        # A chunk that ends inside a character gives nothing yet: read on until there is text or no more.
+        while True:
+            text = self._recode.decode(raw, final=not raw)
+            if text or not raw:
+                return text.encode("utf-8")
+            raw = self._read_raw()
+
+    def _read(self) -> bytes:
+        raw = self._read_raw()
+        return raw if self._recode is None else self._recoded(raw)
 
     def is_binary(self) -> bool:
         """NUL bytes or many control characters near the start: not a text file."""
@@ -184,11 +236,27 @@ class LineReader:
         return controls > len(head) * 0.1
 
     def sample(self, n: int = 200) -> list[str]:
-        """Up to `n` lines from the start, for format detection; nothing is counted."""
-        lines = self._first[: 256 * 1024].split(b"\n")
-        if len(lines) > 1 and len(self._first) > 256 * 1024:
-            lines.pop()  # cut mid-line by the slice
-        return [ln.rstrip(b"\r").decode("utf-8", "replace") for ln in lines[:n]]
+        """Up to `n` lines from the start (from the first chunk read, 1 MiB), for format detection and
+        header induction; nothing is counted."""
+        parts = self._first.split(b"\n", n)
+        # The last part is the rest of the chunk: a whole line only if the stream ends there.
+        lines = parts[:-1] if len(parts) > n or len(self._first) >= CHUNK else parts
+        return [ln[: self._limit].rstrip(b"\r").decode("utf-8", "replace") for ln in lines]
+
+    def text(self) -> Iterator[str]:
+        """The whole stream as text in chunks, for readers of documents whose lines can be of any length
+        (a JSON document on one line); lines are counted, nothing is cut."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        chunk = self._first
+        ends_line = True
+        while chunk:
+            self.lines += chunk.count(b"\n")
+            ends_line = chunk.endswith(b"\n")
+            yield decoder.decode(chunk)
+            self._report_progress()
+            chunk = self._read()
+        self.lines += not ends_line
+        yield decoder.decode(b"", final=True)
 
     def _decode(self, raw: bytes) -> str:
         if len(raw) > self._limit:

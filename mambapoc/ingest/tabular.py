@@ -9,13 +9,27 @@ from collections.abc import Iterable, Iterator
 
 from mambapoc.errors import UserError
 from mambapoc.ingest.event import Event
-from mambapoc.ingest.fields import iso_from_text, normalize_level
+from mambapoc.ingest.fields import normalize_level
+from mambapoc.ingest.timestamps import parse_timestamp
 
 # Column names tried in order when the user names none.
 TEXT_COLUMNS = ("text", "message", "description", "body", "content", "summary", "subject", "msg")
 LABEL_COLUMNS = ("label", "category", "class", "target", "intent", "labels")
-TIME_COLUMNS = ("timestamp", "@timestamp", "time", "created_at", "created", "date", "datetime")
-LEVEL_COLUMNS = ("level", "severity", "loglevel")
+TIME_COLUMNS = (
+    "timestamp",
+    "@timestamp",
+    "time",
+    "created_at",
+    "created",
+    "date",
+    "datetime",
+    "date and time",
+    "timecreated",
+    "timegenerated",
+)
+# Windows event exports name the level LevelDisplayName (Get-WinEvent) or EntryType (Get-EventLog).
+LEVEL_COLUMNS = ("leveldisplayname", "entrytype", "level", "severity", "loglevel")
+COMPONENT_COLUMNS = ("component", "logger", "source", "providername", "service", "program")
 
 
 def _column(header: list[str], wanted: Iterable[str]) -> int | None:
@@ -76,6 +90,9 @@ def events(
         return
     rows = _rows(reader, counts)
     first_rows = list(itertools.islice(rows, 100))
+    if sum(len(r) == len(header) + 1 for _, r in first_rows) > len(first_rows) / 2:
+        # Event Viewer's export: the description is a last column the header does not name.
+        header = [*header, "description"]
     if text_field:
         text_cols = _named_columns(header, text_field, source)
     else:
@@ -88,6 +105,7 @@ def events(
     )
     time_col = _column(header, TIME_COLUMNS)
     level_col = _column(header, LEVEL_COLUMNS)
+    component_col = _column(header, COMPONENT_COLUMNS)
     for first_line, row in itertools.chain(first_rows, rows):
         if len(row) != len(header):
             counts["broken_lines"] += 1
@@ -95,8 +113,9 @@ def events(
         yield Event(
             first_line,
             "\n".join(c for c in (_cell(row, i) for i in text_cols) if c),
-            timestamp=iso_from_text(when) if when else None,
+            timestamp=parse_timestamp(when) if when else None,
             level=normalize_level(level),
             level_raw=level,
+            component=_cell(row, component_col),
             label=_cell(row, label_col),
         )

@@ -9,11 +9,16 @@ of the tree it is also faster than drain3 on the same lines (see benchmarks/benc
 
 from __future__ import annotations
 
+import re
+
 WILDCARD = "<*>"
-# Words with a digit are variables before any mining (numbers, ids, sizes, and the masking placeholders,
-# which all contain one): the usual Drain preprocessing. Mapping every digit to 0 first (in C) makes the
-# test per word a plain substring test.
+# Words with a digit are variables before any mining (numbers, hex, IPs, ids, UUIDs, durations, sizes, and
+# the masking placeholders, which all contain one): the usual Drain preprocessing. Mapping every digit to 0
+# first (in C) makes the test per word a plain substring test.
 _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+# So are paths, URLs and e-mail addresses without a digit (`/var/lib/app`, `https://shop.example.com/`):
+# tested only on words with a `/`, `\` or `@` in them.
+_PATH_LIKE = re.compile(r"""[("'\[<]*(?:[A-Za-z]:\\|\.{0,2}/|~/|\w+://)|[^@\s]+@[^@\s]+\.\w""")
 
 
 class _Cluster:
@@ -61,7 +66,11 @@ class TemplateMiner:
 
     def add(self, message: str) -> int | None:
         first_line = message.partition("\n")[0][: 16 * self.max_tokens].translate(_DIGITS_TO_ZERO)
-        tokens = [WILDCARD if "0" in t else t for t in first_line.split()]
+        # Inline rather than a function per word: this line is most of the miner's time.
+        tokens = [
+            WILDCARD if "0" in t or (("/" in t or "\\" in t or "@" in t) and _PATH_LIKE.match(t)) else t
+            for t in first_line.split()
+        ]
         if not tokens:
             return None
         key = " ".join(tokens)
@@ -78,6 +87,57 @@ class TemplateMiner:
             self._cache[key] = cluster
         cluster.size += 1
         return cluster.id
+
+    def merge_variants(self, min_variants: int = 3) -> dict[int, int]:
+        """Joins the templates that differ at one word only, where that word took `min_variants` values or
+        more (or a variable) and at least two other words are constant: a value without a digit among a
+        message's first words (`User alice logged in`) sends each value down its own branch of Drain's tree.
+        Two values are not enough (`Worker <*> started` and `… stopped` stay apart). Returns every template
+        id's final id: the templates left are numbered from 1 again, in order of first appearance. Call it
+        once, after the last `add`."""
+        parent = {c.id: c for c in self.clusters}
+        merged = True
+        while merged:
+            merged = False
+            live = [c for c in self.clusters if parent[c.id] is c]
+            by_length: dict[int, list[_Cluster]] = {}
+            for c in live:
+                by_length.setdefault(len(c.tokens), []).append(c)
+            for group in by_length.values():
+                for p in range(len(group[0].tokens) if len(group) > 1 else 0):
+                    merged |= self._merge_at(group, p, min_variants, parent)
+        for c in self.clusters:
+            root = c
+            while parent[root.id] is not root:
+                root = parent[root.id]
+            parent[c.id] = root
+        survivors = [c for c in self.clusters if parent[c.id] is c]
+        old_ids = {c.id: c for c in self.clusters}
+        for new_id, c in enumerate(survivors, start=1):
+            c.id = new_id
+        self.clusters = survivors
+        return {old: parent[old].id for old in old_ids}
+
+    @staticmethod
+    def _merge_at(group: list[_Cluster], p: int, min_variants: int, parent: dict[int, _Cluster]) -> bool:
+        buckets: dict[tuple[str, ...], list[_Cluster]] = {}
+        for c in group:
+            if parent[c.id] is c:
+                buckets.setdefault((*c.tokens[:p], *c.tokens[p + 1 :]), []).append(c)
+        merged = False
+        for rest, members in buckets.items():
+            words = {c.tokens[p] for c in members}
+            enough = len(words) >= min_variants or (WILDCARD in words and len(members) > 1)
+            if not enough or sum(t != WILDCARD for t in rest) < 2:
+                continue
+            root = min(members, key=lambda c: c.id)
+            root.tokens = [*rest[:p], WILDCARD, *rest[p:]]
+            for c in members:
+                if c is not root:
+                    parent[c.id] = root
+                    root.size += c.size
+            merged = True
+        return merged
 
     def _leaf(self, tokens: list[str]) -> list[_Cluster] | None:
         """The tree's leaf for `tokens`: by length, then by the first words. Once the table is full the
