@@ -135,13 +135,11 @@ def _rss_kib(field: str) -> int:
 
 
 @torch.inference_mode()
-def prefill_peak_mb(length: int, device: str) -> float:
-    """Peak memory added by a prefill of `length` tokens (run in a fresh process on CPU)."""
-    torch.manual_seed(0)
-    model = MambaLM(MambaConfig(**MODEL)).eval().to(device)
-    ids = ids_of(length, device)
+def model_prefill_peak_mb(model, ids: torch.Tensor, device: str) -> float:
+    """Peak memory `model` adds while prefilling `ids` (on CPU: run it in a fresh process)."""
     model(ids[:, :16], logits_to_keep=1)  # loads the kernels, so only the prefill itself is measured
     if device == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         model(ids, logits_to_keep=1)
@@ -153,25 +151,34 @@ def prefill_peak_mb(length: int, device: str) -> float:
     return (_rss_kib("VmHWM") - base) / 1024
 
 
-def prefill_memory(lengths, device) -> dict[int, float]:
-    if device == "cuda":
-        return {n: prefill_peak_mb(n, device) for n in lengths}
+def prefill_peak_mb(length: int, device: str) -> float:
+    torch.manual_seed(0)
+    model = MambaLM(MambaConfig(**MODEL)).eval().to(device)
+    return model_prefill_peak_mb(model, ids_of(length, device), device)
+
+
+def cpu_prefill_memory(script: str, lengths) -> dict[int, float]:
+    """`script --prefill-memory N` per length, each in a fresh process so one's peak cannot hide another's."""
     out = {}
     for n in lengths:
         # Every allocation over 64 KiB gets its own mapping, returned on free, so RSS follows what is live.
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        run = subprocess.run([sys.executable, __file__, "--prefill-memory", str(n)], capture_output=True,
-                             text=True, check=True, env=env)
+        run = subprocess.run([sys.executable, script, "--prefill-memory", str(n)], capture_output=True,
+                             text=True, check=True, env=env, timeout=1800)
         out[n] = float(run.stdout.strip().splitlines()[-1])
     return out
 
 
-def train_step_seconds(device: str, backend: str, batch: int = 8, length: int = 512) -> float:
-    """One AdamW step (forward, backward, update) of a tiny model on next-token loss."""
-    torch.manual_seed(0)
-    model = MambaLM(MambaConfig(**TRAIN_MODEL)).to(device)
+def prefill_memory(lengths, device) -> dict[int, float]:
+    if device == "cuda":
+        return {n: prefill_peak_mb(n, device) for n in lengths}
+    return cpu_prefill_memory(__file__, lengths)
+
+
+def train_step_seconds(model, vocab: int, device: str, backend: str, batch: int, length: int = 512) -> float:
+    """One AdamW step (forward, backward, update) of `model` on next-token loss."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    ids = ids_of(length + 1, device, vocab=TRAIN_MODEL["vocab_size"], batch=batch)
+    ids = ids_of(length + 1, device, vocab=vocab, batch=batch)
 
     def step():
         logits = model(ids[:, :-1], backend=backend).logits
@@ -181,6 +188,11 @@ def train_step_seconds(device: str, backend: str, batch: int = 8, length: int = 
         opt.step()
 
     return timed({"step": step}, device, repeats=3)["step"]
+
+
+def train_model(device: str) -> MambaLM:
+    torch.manual_seed(0)
+    return MambaLM(MambaConfig(**TRAIN_MODEL)).to(device)
 
 
 def main() -> None:
@@ -218,7 +230,8 @@ def main() -> None:
     del ours, hf
     results["prefill_peak_mb"] = prefill_memory(lengths, device)
     print(json.dumps({"prefill_peak_mb": results["prefill_peak_mb"]}), flush=True)
-    results["train_step_s"] = {b: train_step_seconds(device, b) for b in (fused, "reference")}
+    results["train_step_s"] = {b: train_step_seconds(train_model(device), TRAIN_MODEL["vocab_size"], device, b, batch=8)
+                              for b in (fused, "reference")}
     results["train"] = {"model": TRAIN_MODEL, "batch": 8, "length": 512}
     print(json.dumps({"train_step_s": results["train_step_s"]}), flush=True)
     if args.json:

@@ -6,69 +6,29 @@
 - "reference": plain torch, one step at a time; the oracle for tests.
 - "cpu": fused numba loops (see cpu_scan.py), differentiable through a reverse-scan backward kernel.
 - "triton": GPU kernels (see triton_scan.py); runs on CPU tensors under TRITON_INTERPRET=1, for tests.
+
+Mamba-2's SSD scan and decoding step, `ssd_scan` and `ssd_state_update`, use the same backends (ssd.py),
+as does its gated RMSNorm, `gated_rms_norm` (gated_norm.py).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-from importlib.util import find_spec
 
 import torch
 
 from . import reference
 from .autograd import scan
+from .backends import BACKENDS, available_backends, default_backend, resolve, triton_version
+from .gated_norm import gated_rms_norm
+from .ssd import ssd_scan, ssd_state_update
 
-BACKENDS = ("reference", "cpu", "triton")
 _MODULES = {"cpu": "cpu_scan", "triton": "triton_scan"}
-
-
-def triton_version() -> str | None:
-    if find_spec("triton") is None:
-        return None
-    import triton
-
-    return triton.__version__
-
-
-def _triton_interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on")
-
-
-def available_backends() -> list[str]:
-    out = ["reference"]
-    if find_spec("numba") is not None:
-        out.append("cpu")
-    if find_spec("triton") is not None and (torch.cuda.is_available() or _triton_interpreting()):
-        out.append("triton")
-    return out
-
-
-def default_backend(device: str | torch.device) -> str:
-    """The fastest backend for tensors on `device` ("cpu", "cuda", "cuda:1", ...)."""
-    kind = torch.device(device).type
-    if kind == "cpu" and find_spec("numba") is not None:
-        return "cpu"
-    if kind == "cuda" and find_spec("triton") is not None:
-        return "triton"
-    return "reference"
-
-
-def _resolve(backend: str | None, device: torch.device) -> str:
-    """The backend's name (None: the default for `device`), checked against the tensors' device."""
-    backend = backend or default_backend(device)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown scan backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "cpu" and device.type != "cpu":
-        raise ValueError(f"scan backend 'cpu' needs CPU tensors, got {device.type}")
-    if backend == "triton" and device.type != "cuda" and not _triton_interpreting():
-        raise ValueError("scan backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tests)")
-    return backend
 
 
 def _backend_module(backend: str | None, device: torch.device):
     """The implementation module of a fused backend; None for the reference."""
-    name = _resolve(backend, device)
+    name = resolve(backend, device)
     return None if name == "reference" else importlib.import_module(f".{_MODULES[name]}", __name__)
 
 
@@ -111,7 +71,7 @@ def causal_conv1d(x, weight, bias=None, state=None, backend=None):
         state = x.new_zeros(x.shape[0], weight.shape[1] - 1, x.shape[2])
     tensors = (x, weight, bias, state)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    if _resolve(backend, x.device) == "cpu" and not needs_grad:
+    if resolve(backend, x.device) == "cpu" and not needs_grad:
         from .cpu_conv import causal_conv1d_silu
 
         return causal_conv1d_silu(x, weight, bias, state)
@@ -129,6 +89,6 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
 
 
 __all__ = [
-    "BACKENDS", "available_backends", "causal_conv1d", "default_backend", "selective_scan",
-    "selective_state_update", "triton_version",
+    "BACKENDS", "available_backends", "causal_conv1d", "default_backend", "gated_rms_norm", "selective_scan",
+    "selective_state_update", "ssd_scan", "ssd_state_update", "triton_version",
 ]

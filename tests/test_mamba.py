@@ -89,33 +89,6 @@ def test_chunked_prefill_equals_one_shot_and_decode_equals_prefill(pair):
     torch.testing.assert_close(step.logits[:, -1], full.logits[:, -1], rtol=1e-4, atol=1e-4)
 
 
-def test_logits_to_keep(pair):
-    _, ours = pair
-    ids = torch.randint(0, VOCAB, (1, 50), generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        full = ours(ids).logits
-        last = ours(ids, logits_to_keep=3, chunk_size=16).logits
-    assert last.shape == (1, 3, VOCAB) and last.dtype == torch.float32
-    torch.testing.assert_close(last, full[:, -3:], rtol=1e-4, atol=1e-4)
-
-
-def test_state_is_not_modified_and_clone_branches(pair):
-    _, ours = pair
-    g = torch.Generator().manual_seed(6)
-    prefix, a, b = (torch.randint(0, VOCAB, (1, n), generator=g) for n in (40, 5, 1))
-    with torch.no_grad():
-        state = ours(prefix).state
-        before = state.clone()
-        branch_a = ours(a, state=state).logits
-        branch_b = ours(b, state=state.clone()).logits
-        direct_a = ours(torch.cat([prefix, a], 1)).logits[:, -5:]
-        direct_b = ours(torch.cat([prefix, b], 1)).logits[:, -1:]
-    for x, y in zip(state.ssm + state.conv, before.ssm + before.conv, strict=True):
-        assert torch.equal(x, y)
-    torch.testing.assert_close(branch_a, direct_a, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(branch_b, direct_b, rtol=1e-4, atol=1e-4)
-
-
 def test_state_size(pair):
     _, ours = pair
     with torch.no_grad():

@@ -16,10 +16,8 @@ a long prefill in pieces gives the same result as one call, and a one-token call
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +25,8 @@ from torch import nn
 
 from mambapoc.errors import UserError
 from mambapoc.kernels import causal_conv1d, selective_scan, selective_state_update
+from mambapoc.models.ssm import SSMLM, Backbone, LayerStates
 
-# Parameters that stay fp32 whatever the model dtype, as in the reference implementation.
-_FP32_PARAMS = ("A_log", "D")
 # config.json model types this file runs: Mamba-1 and Falcon-Mamba (Mamba-1 with norms on dt, B and C).
 MODEL_TYPES = ("mamba", "falcon_mamba")
 
@@ -128,18 +125,10 @@ def _from_mamba_ssm_config(d: dict) -> dict:
     }
 
 
-@dataclass
-class MambaState:
-    """Everything a Mamba needs to continue a sequence; its size does not depend on the length."""
-
-    conv: list[torch.Tensor]  # per layer (batch, conv_kernel - 1, d_inner), model dtype
-    ssm: list[torch.Tensor]  # per layer (batch, d_inner, state_size), fp32
-
-    def clone(self) -> MambaState:
-        return MambaState([c.clone() for c in self.conv], [s.clone() for s in self.ssm])
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.conv, *self.ssm))
+class MambaState(LayerStates):
+    """Everything a Mamba needs to continue a sequence; its size does not depend on the length.
+    conv: per layer (batch, conv_kernel - 1, d_inner), model dtype; ssm: per layer (batch, d_inner,
+    state_size), fp32."""
 
     @classmethod
     def zeros(cls, config: MambaConfig, batch: int, device=None,
@@ -155,31 +144,6 @@ class MambaState:
         elt = torch.empty((), dtype=dtype).element_size()
         per_layer = config.intermediate_size * ((config.conv_kernel - 1) * elt + config.state_size * 4)
         return config.num_hidden_layers * batch * per_layer
-
-
-@dataclass
-class MambaModelOutput:
-    last_hidden_state: torch.Tensor  # after norm_f
-    state: MambaState
-    hidden_states: list[torch.Tensor] | None = None  # residual stream after each layer
-
-
-@dataclass
-class MambaLMOutput:
-    logits: torch.Tensor  # fp32
-    state: MambaState
-
-
-class MambaRMSNorm(nn.Module):
-    def __init__(self, hidden_size: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
 
 
 class MambaMixer(nn.Module):
@@ -228,64 +192,18 @@ class MambaMixer(nn.Module):
         return self.out_proj(y.to(hidden.dtype)), conv_state, ssm_state
 
 
-class MambaBlock(nn.Module):
-    def __init__(self, config: MambaConfig):
-        super().__init__()
-        self.residual_in_fp32 = config.residual_in_fp32
-        self.norm = MambaRMSNorm(config.hidden_size, config.layer_norm_epsilon)
-        self.mixer = MambaMixer(config)
-
-    def forward(self, hidden, conv_state, ssm_state, backend):
-        # Same casts as transformers: normalise in the weights' dtype, keep the residual in fp32 if asked.
-        residual = hidden.float() if self.residual_in_fp32 else hidden
-        out, conv_state, ssm_state = self.mixer(self.norm(hidden.to(self.norm.weight.dtype)), conv_state,
-                                                ssm_state, backend)
-        return residual + out, conv_state, ssm_state
+class MambaModel(Backbone):
+    mixer_cls = MambaMixer
+    state_cls = MambaState
 
 
-class MambaModel(nn.Module):
-    """The backbone: embeddings → Mamba blocks → final RMSNorm."""
+class MambaLM(SSMLM):
+    """Mamba backbone + LM head, loading and saving transformers' MambaForCausalLM (and FalconMamba) format."""
 
-    def __init__(self, config: MambaConfig):
-        super().__init__()
-        self.config = config
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(MambaBlock(config) for _ in range(config.num_hidden_layers))
-        self.norm_f = MambaRMSNorm(config.hidden_size, config.layer_norm_epsilon)
+    config_cls = MambaConfig
+    backbone_cls = MambaModel
+    fp32_params = ("A_log", "D")
 
-    def forward(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                state: MambaState | None = None, backend: str | None = None,
-                output_hidden_states: bool = False) -> MambaModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("give exactly one of input_ids and inputs_embeds")
-        hidden = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        if state is None:
-            state = MambaState.zeros(self.config, hidden.shape[0], hidden.device, hidden.dtype)
-        conv, ssm, per_layer = [], [], []
-        for layer, c, s in zip(self.layers, state.conv, state.ssm, strict=True):
-            hidden, c, s = layer(hidden, c, s, backend)
-            conv.append(c)
-            ssm.append(s)
-            if output_hidden_states:
-                per_layer.append(hidden)
-        hidden_states = per_layer if output_hidden_states else None
-        return MambaModelOutput(self.norm_f(hidden), MambaState(conv, ssm), hidden_states)
-
-
-class MambaLM(nn.Module):
-    """Mamba backbone + LM head, loading and saving transformers' MambaForCausalLM format."""
-
-    def __init__(self, config: MambaConfig):
-        super().__init__()
-        self.config = config
-        self.backbone = MambaModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.backbone.embeddings.weight
-        if self.lm_head.weight.device.type != "meta":
-            self._init_weights()
-
-    @torch.no_grad()
     def _init_weights(self):
         """The reference initialisation: S4D-real A, D = 1, dt_proj bias = softplus^-1 of a log-uniform
         time step in [time_step_min, time_step_max]."""
@@ -310,72 +228,3 @@ class MambaLM(nn.Module):
                 m.conv1d.bias.zero_()
             if cfg.rescale_prenorm_residual:
                 m.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def forward(self, input_ids: torch.Tensor, state: MambaState | None = None, backend: str | None = None,
-                logits_to_keep: int = 0, chunk_size: int | None = 2048) -> MambaLMOutput:
-        """Logits (fp32) for input_ids (batch, L) after `state`. `logits_to_keep=k > 0` computes them for
-        the last k positions only. The input is run `chunk_size` tokens at a time, carrying the state, so
-        activation memory is bounded by the chunk, not by L (None or 0: one piece)."""
-        length = input_ids.shape[1]
-        if length == 0:
-            raise ValueError("input_ids is empty")
-        step = chunk_size or length
-        keep_from = length - logits_to_keep if logits_to_keep > 0 else 0
-        logits = []
-        for start in range(0, length, step):
-            out = self.backbone(input_ids[:, start : start + step], state=state, backend=backend)
-            state = out.state
-            hidden = out.last_hidden_state[:, max(keep_from - start, 0) :]
-            if hidden.shape[1]:
-                logits.append(self.lm_head(hidden.to(self.lm_head.weight.dtype)).float())
-        return MambaLMOutput(torch.cat(logits, dim=1) if len(logits) > 1 else logits[0], state)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> MambaLM:
-        """Load a transformers MambaForCausalLM (or mamba_ssm) checkpoint directory; hub ids and
-        `bundled:NAME` are resolved to a directory by `mambapoc.models.registry`. `dtype` defaults to
-        float32; A_log and D always stay fp32."""
-        from mambapoc.models.checkpoint import read_config, read_weights
-
-        path = Path(directory)
-        config = MambaConfig.from_dict(read_config(path))
-        weights = read_weights(path)
-        with torch.device("meta"):
-            model = cls(config)
-        expected = model.state_dict()
-        if config.tie_word_embeddings:
-            expected.pop("lm_head.weight")
-        missing = [k for k in expected if k not in weights]
-        if missing:
-            raise UserError(f"{path}: the weights lack {len(missing)} tensors of this config, "
-                            f"e.g. {missing[0]}")
-        wrong = [k for k in expected if weights[k].shape != expected[k].shape]
-        if wrong:
-            k = wrong[0]
-            raise UserError(f"{path}: {k} has shape {tuple(weights[k].shape)}, the config implies "
-                            f"{tuple(expected[k].shape)}")
-        dtype = dtype or torch.float32
-        state = {k: weights[k].to(torch.float32 if k.rsplit(".", 1)[-1] in _FP32_PARAMS else dtype)
-                 for k in expected}
-        model.load_state_dict(state, strict=False, assign=True)
-        if config.tie_word_embeddings:
-            model.lm_head.weight = model.backbone.embeddings.weight
-        return model.to(device) if device is not None else model
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json + model.safetensors, loadable by transformers' MambaForCausalLM."""
-        from safetensors.torch import save_file
-
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        if self.config.tie_word_embeddings:
-            state.pop("lm_head.weight")
-        config = self.config.to_dict()
-        config["dtype"] = str(self.backbone.embeddings.weight.dtype).removeprefix("torch.")
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
