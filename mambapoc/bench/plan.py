@@ -43,27 +43,28 @@ class Plan:
 
 
 def model_runs(cfg: CompareConfig) -> list[tuple[str, str]]:
-    """(spec, impl) pairs: a Mamba checkpoint may run on our code, transformers' code (a cross-check,
-    keyed `SPEC@hf`), or both; every other model runs on transformers."""
+    """(spec, impl) pairs: a checkpoint with SSM layers (Mamba-1/2, hybrids) may run on our code (for a
+    hybrid: transformers' model with its SSM mixers on our kernels), transformers' code alone (a
+    cross-check, keyed `SPEC@hf`), or both; a Transformer runs on transformers."""
     runs = []
     for spec in cfg.models:
-        impls = {"ours": ["ours"], "hf": ["hf"], "both": ["ours", "hf"]}[cfg.mamba_impl] if is_mamba(spec) else ["hf"]
+        impls = {"ours": ["ours"], "hf": ["hf"], "both": ["ours", "hf"]}[cfg.mamba_impl] if has_ssm(spec) else ["hf"]
         runs += [(spec, impl) for impl in impls]
     return runs
 
 
-def is_mamba(spec: str) -> bool:
-    """Whether a spec is a model our own SSM code runs (Mamba-1 and Falcon-Mamba)."""
+def has_ssm(spec: str) -> bool:
+    """Whether a spec has SSM layers our code runs: Mamba-1, Falcon-Mamba, Mamba-2, or a hybrid."""
     from mambapoc.models.footprint import family_of
     from mambapoc.models.registry import read_config, resolve
 
-    return family_of(read_config(resolve(spec))) == "mamba"
+    return family_of(read_config(resolve(spec))) != "transformer"
 
 
 def plan(cfg: CompareConfig) -> Plan:
     cells = []
     for spec, impl in model_runs(cfg):
-        cross_check = impl == "hf" and cfg.mamba_impl != "ours" and is_mamba(spec)
+        cross_check = impl == "hf" and cfg.mamba_impl != "ours" and has_ssm(spec)
         for length in sorted(cfg.lengths):
             cells += [Planned(spec, impl, cross_check, task, length) for task in cfg.tasks]
             cells += [Planned(spec, impl, cross_check, cfg.tasks[0], length, b) for b in cfg.batch_sizes]

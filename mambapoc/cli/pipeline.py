@@ -69,7 +69,7 @@ def compare(
     memory_limit: str = _opt("Cap each worker's extra memory (e.g. 8GB) to emulate a smaller machine; cells "
                              "that need more are recorded as OOM."),
     threads: int = _opt("CPU threads per worker (default: torch's default)."),
-    mamba_impl: str = _opt("Run Mamba checkpoints on ours, hf (transformers), or both.", D.mamba_impl),
+    mamba_impl: str = _opt("Run models with SSM layers (Mamba-1/2, hybrids) on ours, hf (transformers), or both.", D.mamba_impl),
     seed: int = _opt("Seed for task sampling.", D.seed),
     pricing: Path = _opt("YAML file of device-hour prices (default: the bundled recipes/pricing.yaml)."),
     price_per_hour: float = _opt("Price of one device-hour in USD (instead of a pricing file)."),

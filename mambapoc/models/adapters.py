@@ -11,10 +11,13 @@ multiple-choice scoring at 64k tokens affordable.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
 import torch
+
+from mambapoc.models.hf_kernels import kernel_functions, ssm_kernels
 
 # Long sequences are scored in pieces of this many tokens so that (piece x vocab) logits are the
 # largest tensor ever materialised.
@@ -25,7 +28,7 @@ SCORE_CHUNK = 2048
 class ModelInfo:
     spec: str
     name: str
-    family: str  # "mamba" | "transformer"
+    family: str  # "mamba" | "mamba2" | "hybrid" | "transformer" (models.footprint.family_of)
     impl: str  # "ours" | "hf"
     params: int
     trained_length: int | None = None
@@ -168,7 +171,7 @@ class LoadedModel:
 
 
 class OursMamba(LoadedModel):
-    """Our Mamba implementation (mambapoc.models.mamba) with its recurrent state."""
+    """Our Mamba-1 or Mamba-2 implementation (mambapoc.models.mamba, .mamba2) with its recurrent state."""
 
     def _forward(self, ids, cache, last_only):
         # The adapter already feeds long inputs in pieces (`prefill_chunk`, scoring's SCORE_CHUNK).
@@ -196,6 +199,10 @@ class HFCausal(LoadedModel):
         self._recurrent = self.info.family != "transformer"  # a recurrent or hybrid cache of its own
         self.kv_cache = "static"  # "static" or "dynamic"; static falls back when the model refuses it
         self.static_refused: str | None = None
+        self._pieces: bool | None = None  # continues_in_pieces(), once known
+        self._explicit_positions = self.info.family == "hybrid" and "position_ids" in params
+        # impl "ours" on a transformers model: its SSM mixers run on our kernels for the length of each call.
+        self.kernel_functions = kernel_functions(self.model) if self.info.impl == "ours" else []
 
     def _request_cache(self, batch: int, total: int):
         if self._recurrent or self.kv_cache != "static" or self.static_refused:
@@ -223,6 +230,10 @@ class HFCausal(LoadedModel):
     def decode_path(self) -> str:
         if self._recurrent:
             path = f"{'hybrid' if self.info.family == 'hybrid' else 'recurrent'} cache (transformers)"
+            if self._pieces is False:
+                path += ", continuations token by token"
+            if self.kernel_functions:
+                path += ", SSM mixers on mambapoc kernels"
         elif self.kv_cache == "static" and not self.static_refused:
             path = "static KV cache"
         elif self.static_refused:
@@ -231,10 +242,49 @@ class HFCausal(LoadedModel):
             path = "dynamic KV cache"
         return path + (", torch.compile" if self.compiled else "")
 
-    def _forward(self, ids, cache, last_only):
+    def _call(self, ids, cache, last_only):
+        with ssm_kernels(self.model) if self.kernel_functions else contextlib.nullcontext():
+            return self._call_model(ids, cache, last_only)
+
+    def _call_model(self, ids, cache, last_only):
         kwargs = {self._cache_kw: cache, "use_cache": True}
         if last_only:
             kwargs["logits_to_keep"] = 1
+        if self._explicit_positions and cache is not None:
+            # Some hybrids' own position count goes wrong after a cache (Bamba 5.24 decodes at position 0);
+            # the tokens the cache's attention layers hold are the truth.
+            past = cache.get_seq_length()
+            kwargs["position_ids"] = torch.arange(past, past + ids.shape[1], device=ids.device)[None].expand(
+                ids.shape[0], -1)
         out = self.model(input_ids=ids, **kwargs)
         new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return out.logits, new_cache
+
+    def _forward(self, ids, cache, last_only):
+        if cache is None or ids.shape[1] == 1 or self.continues_in_pieces():
+            return self._call(ids, cache, last_only)
+        logits = []
+        for t in range(ids.shape[1]):
+            step, cache = self._call(ids[:, t : t + 1], cache, last_only)
+            logits.append(step)
+        return (logits[-1] if last_only else torch.cat(logits, dim=1)), cache
+
+    @torch.inference_mode()
+    def continues_in_pieces(self) -> bool:
+        """Whether a call of several tokens after a cache continues the sequence exactly. transformers' own
+        Mamba-1 mixers (Mamba, Falcon-Mamba, Jamba) restart such a call from a zero SSM state; such a
+        model is fed continuations one token at a time. Found by trying, once: 4 + 4 tokens against 8 in
+        one call, with the token-by-token path's own difference as the yardstick of rounding."""
+        if self._pieces is None:
+            ids = (torch.arange(1, 9, device=self.device) % self.model.config.vocab_size)[None]
+            whole, _ = self._call(ids, None, False)
+            _, cache = self._call(ids[:, :4], None, False)
+            branch = self._branch(cache)
+            pieces, _ = self._call(ids[:, 4:], cache, False)
+            steps = []
+            for t in range(4, 8):
+                step, branch = self._call(ids[:, t : t + 1], branch, False)
+                steps.append(step)
+            rounding = (torch.cat(steps, dim=1) - whole[:, 4:]).abs().max().item()
+            self._pieces = (pieces - whole[:, 4:]).abs().max().item() <= 10 * rounding + 1e-4
+        return self._pieces

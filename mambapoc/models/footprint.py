@@ -41,6 +41,8 @@ class Footprint:
     attention_layers: int = 0
     ssm_layers: int = 0
     estimated_weights: bool = True  # counted from the config's shapes, not read from weight files
+    attention_at: tuple[int, ...] = ()  # indices of the layers with attention (all of them for a Transformer)
+    layers: int = 0
 
     def per_request(self, length: int) -> int:
         return (self.kv_bytes_per_token * length + self.window_bytes_per_token * min(length, self.window)
@@ -53,6 +55,34 @@ class Footprint:
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
+
+
+def _normalised(cfg: dict) -> tuple[dict, str]:
+    """(config, model type) with mamba_ssm's own layout (no model_type; `d_model`, `n_layer`, `ssm_cfg`,
+    `attn_layer_idx`) read as transformers' keys, so both kinds of checkpoint are told apart the same way."""
+    model_type = str(cfg.get("model_type") or "")
+    if model_type or not isinstance(cfg.get("ssm_cfg"), dict):
+        return cfg, model_type
+    ssm = cfg["ssm_cfg"]
+    model_type = "mamba2" if ssm.get("layer") == "Mamba2" else "mamba"
+    out = {**cfg, "hidden_size": cfg.get("d_model"), "num_hidden_layers": cfg.get("n_layer"),
+           "state_size": ssm.get("d_state", 128 if model_type == "mamba2" else 16),
+           "conv_kernel": ssm.get("d_conv", 4), "expand": ssm.get("expand", 2),
+           "attn_layer_indices": cfg.get("attn_layer_idx") or None}
+    if model_type == "mamba2":
+        out.update(head_dim=ssm.get("headdim", 64), n_groups=ssm.get("ngroups", 1))
+    attn = cfg.get("attn_cfg") or {}
+    if out["attn_layer_indices"] and attn:
+        heads = attn.get("num_heads") or 1
+        out.update(num_attention_heads=heads, num_key_value_heads=attn.get("num_heads_kv") or heads,
+                   attention_head_dim=attn.get("head_dim") or cfg["d_model"] // heads)
+    return out, model_type
+
+
+def layer_kinds(cfg: dict) -> list[str]:
+    """'attention', 'sliding', 'ssm' or 'hybrid' (both in one layer) for each layer of a config.json."""
+    cfg, model_type = _normalised(cfg)
+    return _layer_kinds(cfg, model_type)
 
 
 def _layer_kinds(cfg: dict, model_type: str) -> list[str]:
@@ -72,13 +102,16 @@ def _layer_kinds(cfg: dict, model_type: str) -> list[str]:
     if cfg.get("attn_layer_period"):
         period, offset = int(cfg["attn_layer_period"]), int(cfg.get("attn_layer_offset", 0))
         return ["attention" if i % period == offset else "ssm" for i in range(n)]
-    return ["ssm" if model_type in MAMBA1_TYPES + MAMBA2_TYPES else "attention"] * n
+    if model_type not in MAMBA1_TYPES + MAMBA2_TYPES:
+        return ["attention"] * n
+    # An SSM model type with attention heads and no layer listing runs both in every layer (Falcon-H1).
+    return ["hybrid" if cfg.get("num_attention_heads") else "ssm"] * n
 
 
 def family_of(cfg: dict) -> str:
     """"transformer", "mamba" (Mamba-1, Falcon-Mamba), "mamba2", or "hybrid" (SSM and attention layers),
     from a config.json dict."""
-    model_type = str(cfg.get("model_type", ""))
+    cfg, model_type = _normalised(cfg)
     kinds = _layer_kinds(cfg, model_type)
     ssm, attention = any(k in ("ssm", "hybrid") for k in kinds), any(k != "ssm" for k in kinds)
     if ssm and attention:
@@ -93,7 +126,7 @@ def _attention_shape(cfg: dict) -> tuple[int, int, int]:
     hidden = int(_first(cfg, "hidden_size", "n_embd", "d_model"))
     heads = int(_first(cfg, "num_attention_heads", "n_head", "num_heads"))
     kv = int(_first(cfg, "num_key_value_heads", "num_kv_heads", default=1 if cfg.get("multi_query") else heads))
-    head_dim = int(_first(cfg, "head_dim", "attention_head_dim", default=hidden // heads))
+    head_dim = int(_first(cfg, "attention_head_dim", "head_dim", default=hidden // heads))
     return heads, kv, head_dim
 
 
@@ -158,7 +191,7 @@ def _ssm_params(s: dict, hidden: int) -> int:
 def footprint(cfg: dict, dtype_bytes: int = 2, weights_bytes: int | None = None) -> Footprint:
     """The footprint of the model `cfg` (a config.json dict) in a dtype of `dtype_bytes` per value;
     `weights_bytes` when known from the weight files, else estimated from the shapes."""
-    model_type = str(cfg.get("model_type", ""))
+    cfg, model_type = _normalised(cfg)
     kinds = _layer_kinds(cfg, model_type)
     ssm = _ssm_shape(cfg, model_type) if any(k in ("ssm", "hybrid") for k in kinds) else None
     kv_token = window_token = 0
@@ -174,4 +207,5 @@ def footprint(cfg: dict, dtype_bytes: int = 2, weights_bytes: int | None = None)
     estimated = weights_bytes is None
     return Footprint(family, weights_bytes if weights_bytes is not None else _weights(cfg, kinds, ssm, dtype_bytes),
                      kv_token, window_token, int(cfg.get("sliding_window") or 0) if window_token else 0, state,
-                     attention, ssm_layers, estimated)
+                     attention, ssm_layers, estimated, tuple(i for i, k in enumerate(kinds) if k != "ssm"),
+                     len(kinds))

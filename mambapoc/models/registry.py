@@ -7,9 +7,10 @@ A spec is one of:
 - a Hugging Face hub id (`state-spaces/mamba-130m-hf`), taken from the local HF cache, downloaded only
   when the machine is online and `HF_HUB_OFFLINE` is not set.
 
-Mamba checkpoints run on our implementation (`impl="ours"`) unless `impl="hf"` asks for transformers'
-own `MambaForCausalLM` as a cross-check; every other causal LM runs through transformers with sdpa
-attention and a KV cache.
+Mamba-1, Falcon-Mamba and Mamba-2 checkpoints (transformers' or mamba_ssm's layout) run on our
+implementation (`impl="ours"`) unless `impl="hf"` asks for transformers' own classes as a cross-check;
+every other causal LM runs through transformers, with sdpa attention where it has attention and its own
+KV or hybrid cache.
 """
 
 from __future__ import annotations
@@ -117,8 +118,25 @@ def _card_summary(path: Path) -> tuple[int | None, str]:
     return trained, desc
 
 
+def _mamba1():
+    from mambapoc.models.mamba import MambaLM
+
+    return MambaLM
+
+
+def _mamba2():
+    from mambapoc.models.mamba2 import Mamba2LM
+
+    return Mamba2LM
+
+
+# Families whose whole model is our own code (`impl="ours"`); a hybrid runs through transformers, with its
+# SSM mixers on our kernels unless `impl="hf"`.
+OURS = {"mamba": _mamba1, "mamba2": _mamba2}
+
+
 def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ours") -> LoadedModel:
-    """Load a model spec for inference. `impl` matters only for Mamba checkpoints."""
+    """Load a model spec for inference. `impl` matters only for checkpoints with SSM layers."""
     import torch
 
     quiet_transformers()
@@ -129,11 +147,9 @@ def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ou
     dev = torch.device(device)
     family = family_of(cfg)
     trained, desc = _card_summary(path)
-    if family == "mamba" and impl == "ours":
-        from mambapoc.models.mamba import MambaLM
-
-        model = MambaLM.from_pretrained(str(path), device=dev, dtype=torch_dtype).eval()
-        info = ModelInfo(spec, short_name(spec), "mamba", "ours", model.num_parameters(), trained, desc)
+    if family in OURS and impl == "ours":
+        model = OURS[family]().from_pretrained(str(path), device=dev, dtype=torch_dtype).eval()
+        info = ModelInfo(spec, short_name(spec), family, "ours", model.num_parameters(), trained, desc)
         return OursMamba(info, model, tokenizer, dev, torch_dtype)
 
     from transformers import AutoModelForCausalLM
@@ -146,7 +162,8 @@ def load(spec: str, device: str = "cpu", dtype: str = "float32", impl: str = "ou
     except (ValueError, OSError, KeyError) as e:
         raise UserError(f"{spec}: transformers cannot load it as a causal LM: {str(e).splitlines()[0]}") from None
     params = sum(p.numel() for p in model.parameters())
-    info = ModelInfo(spec, short_name(spec), family, "hf", params, trained, desc)
+    on_ours = impl == "ours" and family == "hybrid"  # its SSM mixers on our kernels (models/hf_kernels.py)
+    info = ModelInfo(spec, short_name(spec), family, "ours" if on_ours else "hf", params, trained, desc)
     return HFCausal(info, model, tokenizer, dev, torch_dtype)
 
 

@@ -27,15 +27,19 @@ DPI = 170
 WIDE = (7.6, 3.1)
 _FAMILY_COLOURS = {
     "mamba": ("#0f766e", "#14b8a6", "#115e59"),
+    "mamba2": ("#0369a1", "#38bdf8", "#075985"),
+    "hybrid": ("#7c3aed", "#a78bfa", "#5b21b6"),
     "transformer": ("#c2410c", "#f59e0b", "#9a3412"),
 }
+_STATE_KIND = {"mamba": "chart_ssm_state", "mamba2": "chart_ssm_state", "hybrid": "chart_hybrid_cache"}
 _OTHER_COLOURS = ("#4338ca", "#6b7280", "#be185d")
 _FAILED = "#b91c1c"
 _MIN_SPAN = 2.5  # the smallest ratio between the top and the bottom of a log axis
 
 
 def colours(models: list[Model]) -> dict[str, str]:
-    """Mamba models in greens, Transformers in oranges, stable across every chart of a report."""
+    """Mamba models in greens, Mamba-2 in blues, hybrids in purples, Transformers in oranges, stable across
+    every chart of a report."""
     seen: dict[str, int] = {}
     out = {}
     for m in models:
@@ -173,7 +177,7 @@ def memory(run: Run, findings: Findings, t: Text) -> bytes:
             _series(ax, points, lambda p: p.peak_mem, col[m.key], t("chart_peak_memory_of", model=m.name), t)
             state = [(n, p.state_bytes) for n, p in points.items() if p.state_bytes]
             if state:
-                kind = t("chart_ssm_state") if m.family == "mamba" else t("chart_kv_cache")
+                kind = t(_STATE_KIND.get(m.family, "chart_kv_cache"))
                 ax.plot(*zip(*state, strict=True), linestyle="--", marker=".", color=col[m.key],
                         label=f"{kind}: {m.name}")
         _log_y(ax, fmt.size, base=2)

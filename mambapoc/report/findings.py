@@ -210,9 +210,13 @@ def has_accuracy(cell: Cell) -> bool:
     return cell.ok and cell.accuracy is not None and cell.answers > 0
 
 
+SSM_FAMILIES = ("mamba", "mamba2", "hybrid")
+
+
 def pick_pair(run: Run) -> tuple[Model | None, Model | None]:
-    """The first Mamba and the first Transformer in the run's order: the pair the summary compares."""
-    mamba = next((m for m in run.models if m.family == "mamba"), None)
+    """The first model with SSM layers (Mamba-1, Mamba-2 or a hybrid) and the first Transformer in the run's
+    order: the pair the summary compares. Every other model has its own rows in the tables and charts."""
+    mamba = next((m for m in run.models if m.family in SSM_FAMILIES), None)
     transformer = next((m for m in run.models if m.family == "transformer"), None)
     return mamba, transformer
 

@@ -663,6 +663,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chart_peak_memory_of": ("peak: {model}", "ピーク：{model}"),
     "chart_ssm_state": ("SSM state", "SSM 状態"),
     "chart_kv_cache": ("KV cache", "KV キャッシュ"),
+    "chart_hybrid_cache": ("SSM state + KV cache", "SSM 状態 + KV キャッシュ"),
+    "hybrid_layers": ("attention in layers {layers} of {total}", "全 {total} 層のうち {layers} 層目がアテンション"),
     "chart_accuracy": ("accuracy", "精度"),
     "chart_bits_per_byte": ("bits per byte", "ビット／バイト"),
     "chart_chance": ("chance", "偶然の水準"),
@@ -702,7 +704,12 @@ _OPTIONS = {
     "symbol_labels": ("symbol labels", "記号ラベル"),
     "shots": ("{value} examples", "例 {value} 件"),
 }
-_FAMILIES = {"mamba": ("Mamba (state space)", "Mamba（状態空間）"), "transformer": ("Transformer", "Transformer")}
+_FAMILIES = {
+    "mamba": ("Mamba (state space)", "Mamba（状態空間）"),
+    "mamba2": ("Mamba-2 (state space)", "Mamba-2（状態空間）"),
+    "hybrid": ("hybrid (state space + attention)", "ハイブリッド（状態空間 + アテンション）"),
+    "transformer": ("Transformer", "Transformer"),
+}
 _IMPLS = {"ours": ("mambapoc", "mambapoc"), "hf": ("Hugging Face transformers", "Hugging Face transformers")}
 _COUNTS = {
     "skipped_binary_files": ("binary files skipped", "スキップしたバイナリファイル"),
@@ -734,8 +741,13 @@ class Text:
         """`oom` → "OOM"; a combined `oom/timeout` → "OOM/timeout"."""
         return "/".join(self._pick(_STATUS, s) for s in status.split("/"))
 
-    def family(self, family: str) -> str:
-        return self._pick(_FAMILIES, family)
+    def family(self, family: str, footprint: dict | None = None) -> str:
+        """The family's name; for a hybrid whose footprint was recorded, which of its layers are attention."""
+        name = self._pick(_FAMILIES, family)
+        if family != "hybrid" or not footprint or not footprint.get("attention_at"):
+            return name
+        layers = ", ".join(str(i + 1) for i in footprint["attention_at"])
+        return f"{name}: {self('hybrid_layers', layers=layers, total=footprint.get('layers') or '?')}"
 
     def impl(self, impl: str | None) -> str:
         return self._pick(_IMPLS, impl) if impl else self("not_recorded")

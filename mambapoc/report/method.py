@@ -84,7 +84,7 @@ def _environment(run: Run, t: Text) -> Table | Paragraph:
 def _models(run: Run, t: Text) -> Table:
     headers = [t("col_model"), t("col_family"), t("col_impl"), t("col_description"), t("col_params"),
                t("col_trained_length")]
-    rows = [[Cell(m.name if m.name == m.spec else f"{m.name} ({m.spec})"), Cell(t.family(m.family)),
+    rows = [[Cell(m.name if m.name == m.spec else f"{m.name} ({m.spec})"), Cell(t.family(m.family, m.footprint)),
              Cell(t.impl(m.impl)), Cell(m.description or t("not_recorded")),
              Cell(fmt.count(m.params) if m.params else t("not_recorded")),
              Cell(fmt.count(m.trained_length) if m.trained_length else t("not_recorded"))]

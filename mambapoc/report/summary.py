@@ -82,7 +82,7 @@ def _recommendation(run: Run, f: Findings, t: Text) -> Callout:
     answer changes with length, and the conditions it holds under."""
     r = f.recommendation
     if r.verdict == "no_pair":
-        families = ", ".join(sorted({m.family for m in run.models}))
+        families = ", ".join(sorted({t.family(m.family) for m in run.models}))
         return Callout(t("rec_no_pair"), t("rec_no_pair_why", families=families), [])
     text = [why(run, f, t)]
     if len(r.bands) > 1:
