@@ -45,6 +45,8 @@ def test_split_holds_out_the_end_of_each_source():
 
 @pytest.mark.parametrize("family,settings", [
     ("mamba", {"hidden_size": 32, "num_hidden_layers": 2, "state_size": 8}),
+    ("mamba2", {"hidden_size": 32, "num_hidden_layers": 2, "num_heads": 4, "head_dim": 16, "state_size": 8,
+                "n_groups": 1, "chunk_size": 32}),
     ("llama", {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}),
 ])
 def test_a_few_steps_lower_the_loss_and_resume(maker, tmp_path, family, settings):

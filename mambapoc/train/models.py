@@ -1,4 +1,4 @@
-"""Fresh models from a recipe's `models:` entries, both in HF checkpoint formats.
+"""Fresh models from a recipe's `models:` entries (Mamba, Mamba-2, Llama), all in HF checkpoint formats.
 
 The Transformer is transformers' Llama (sdpa attention, RoPE): rotary positions are what deployed
 Transformers use, so its behaviour past the training length (usually a sharp drop without RoPE
@@ -22,6 +22,10 @@ def build_model(spec: dict, vocab_size: int, eos_id: int, seed: int) -> torch.nn
             from mambapoc.models.mamba import MambaConfig, MambaLM
 
             return MambaLM(MambaConfig(**common, **settings))
+        if spec["family"] == "mamba2":
+            from mambapoc.models.mamba2 import Mamba2Config, Mamba2LM
+
+            return Mamba2LM(Mamba2Config(**common, **settings))
         from transformers import LlamaConfig, LlamaForCausalLM
 
         return LlamaForCausalLM(LlamaConfig(**common, **settings, attn_implementation="sdpa"))

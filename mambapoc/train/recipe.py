@@ -18,7 +18,7 @@ TRAIN = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip
          "device", "workers")
 EVAL = ("lengths", "instances", "tasks")
 MIXTURE = ("lm", "fewshot", "needle", "copy")
-FAMILIES = ("mamba", "llama")
+FAMILIES = ("mamba", "mamba2", "llama")
 DEVICES = ("auto", "cpu", "cuda")
 
 

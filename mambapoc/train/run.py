@@ -45,6 +45,9 @@ def _arch(model, family: str) -> str:
     c = model.config
     if family == "mamba":
         return f"{c.num_hidden_layers} layers, d_model {c.hidden_size}, d_state {c.state_size}, expand {c.expand}"
+    if family == "mamba2":
+        return (f"Mamba-2: {c.num_hidden_layers} layers, d_model {c.hidden_size}, {c.num_heads} heads of "
+                f"{c.head_dim}, d_state {c.state_size}, {c.n_groups} groups")
     # transformers 5 keeps RoPE settings in `rope_parameters`.
     theta = (getattr(c, "rope_parameters", None) or {}).get("rope_theta", getattr(c, "rope_theta", None))
     return (f"Llama: {c.num_hidden_layers} layers, d_model {c.hidden_size}, {c.num_attention_heads} heads, "
@@ -108,7 +111,7 @@ def train_recipe(recipe: TrainRecipe, data_dir: Path | None, only: list[str] | N
         evaluation = evaluate(staging, held_recs, recipe, device)
         tail = state.losses[-50:]
         write_card(
-            staging, name=name, family=spec["family"] if spec["family"] == "mamba" else "transformer",
+            staging, name=name, family=spec["family"] if spec["family"] in ("mamba", "mamba2") else "transformer",
             params=params[name], arch=_arch(model, spec["family"]), recipe_name=recipe.name,
             data={"sources": [str(p.name) for p in recipe.paths], "train_records": len(train_recs),
                   "heldout_records": len(held_recs), "mixture": recipe.mixture, "vocab_size": len(tokenizer)},
