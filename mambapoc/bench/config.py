@@ -64,6 +64,7 @@ class CompareConfig:
     max_token_latency_s: float | None = None
     max_ttft_s: float | None = None
     max_batch: int = 256
+    devices: list = field(default_factory=list)  # cuda:N / cpu:N / all: one worker per device
     max_spread: float = 0.25  # how much slower than the median the slowest tenth of runs may be (Timing.spread)
     remeasure: int = 2  # extra measurements of an unstable cell before it is marked so
 
@@ -187,6 +188,9 @@ def _convert(name: str, value, where: str):
             return None if value is None else parse_size(value)
         if name in ("max_token_latency_s", "max_ttft_s"):
             return None if value is None else parse_duration(value)
+        if name == "devices":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [str(x).strip() for x in items if str(x).strip()]
         if name == "batch_sizes":
             items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, list) else [value]
             return [x.strip() if isinstance(x, str) and x.strip() == "auto" else _integer(x) for x in items

@@ -14,12 +14,13 @@ import yaml
 
 from mambapoc.bench import cost
 from mambapoc.bench.config import CompareConfig
+from mambapoc.bench.devices import Slot, slots
 from mambapoc.bench.display import Silent
-from mambapoc.bench.plan import Plan, Planned, plan
-from mambapoc.bench.runner import Limits, Worker
+from mambapoc.bench.plan import Plan, plan
+from mambapoc.bench.sweep import Sweep
 from mambapoc.errors import UserError
 from mambapoc.fsutil import exclusive, write_atomic
-from mambapoc.results import Cell, ResultStore, read_cells
+from mambapoc.results import Cell, read_cells
 
 SAMPLE_RECORDS = 5
 LOCK = ".lock"
@@ -98,85 +99,9 @@ def device_name(device: str) -> str:
 
     from mambapoc.envinfo import cpu_model
 
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
     return f"cpu: {cpu_model()}"
-
-
-class Runner:
-    """Runs planned cells in worker processes (one per model run) and records each as it ends."""
-
-    def __init__(self, cfg: CompareConfig, run_dir: Path, dataset_dir: Path, device: str, dtype: str,
-                 pricing: dict, display):
-        self.cfg, self.device, self.dtype, self.pricing, self.display = cfg, device, dtype, pricing, display
-        self.store = ResultStore(run_dir)
-        self.dataset_dir = str(dataset_dir)
-        self.worker_cfg = {**cfg.to_dict(), "device": device, "dtype": dtype}
-        self.limits = Limits(cfg.cell_timeout_s, cfg.stall_timeout_s, cfg.memory_limit_bytes)
-        self.models_info: dict[str, dict] = {}
-
-    def run(self, cells: list[Planned]) -> None:
-        """Model by model; or, with `interleave`, each (length, task) across all models before the next,
-        every model in its own warm worker, so that drift on a shared machine hits them alike."""
-        runs = list(dict.fromkeys((c.model, c.impl) for c in cells))
-        if self.cfg.interleave:
-            lengths, tasks = sorted({c.length_tokens for c in cells}), [t.key for t in self.cfg.tasks]
-            cells = sorted(cells, key=lambda c: (lengths.index(c.length_tokens), tasks.index(c.task.key),
-                                                 runs.index((c.model, c.impl))))
-        workers: dict[tuple[str, str], Worker] = {}
-        try:
-            for cell in cells:
-                run = (cell.model, cell.impl)
-                if run not in workers:
-                    if not self.cfg.interleave:
-                        for w in workers.values():
-                            w.stop()  # one model in memory at a time
-                    workers[run] = Worker(*run, self.worker_cfg, self.dataset_dir, self.limits)
-                worker = workers[run]
-                failed = worker.start()
-                if failed:
-                    self._finish(cell, worker.info, {"status": "error", "error": failed})
-                    continue
-                self.models_info[cell.key] = worker.info
-                self._finish(cell, worker.info, worker.run(cell, self.display.cell_started))
-        finally:
-            for w in workers.values():
-                w.stop()
-
-    def _finish(self, planned: Planned, info: dict | None, measured: dict) -> None:
-        from mambapoc.models.registry import short_name
-
-        info = info or {}
-        cell = Cell.from_json({
-            "model": planned.model,
-            "impl": planned.impl,
-            "cross_check": planned.cross_check,
-            "model_name": short_name(planned.model) + (" (hf)" if planned.cross_check else ""),
-            "family": info.get("family"),
-            "params": info.get("params"),
-            "trained_length": info.get("trained_length"),
-            "task": planned.task.name if planned.batch is None else "serving",
-            "task_options": planned.task.options if planned.batch is None else {"batch": planned.batch,
-                                                                               "prompt": planned.task.key},
-            "task_key": planned.task_key,
-            "length_tokens": planned.length_tokens,
-            "batch_size": self.cfg.batch_size,
-            "dtype": self.dtype,
-            "device": self.device,
-            "device_name": self.pricing["device_name"],
-            "torch_threads": info.get("torch_threads"),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **measured,
-        }, strict=True)
-        limit = self.cfg.memory_limit_bytes
-        if cell.ok and limit and (cell.peak_rss_bytes or 0) > limit:
-            # A peak between two of the watchdog's samples: the cell did not fit, whatever it measured.
-            cell = cell.replace(status="oom", error=f"resident memory peaked {cell.peak_rss_bytes:,} bytes above "
-                                                    f"the worker's idle memory, over --memory-limit {limit:,}")
-        if cell.ok:
-            cell = cell.priced(self.pricing["price_per_hour_usd"])
-        self.store.append(cell)
-        self.display.cell_finished(cell)
 
 
 def write_models(run_dir: Path, models_info: dict[str, dict], footprints: dict[str, dict]) -> None:
@@ -212,18 +137,28 @@ def _new_run_dir(run_dir: Path) -> bool:
     return created
 
 
-def check(cfg: CompareConfig) -> tuple[Plan, str, str, dict]:
+def check(cfg: CompareConfig) -> tuple[Plan, list[Slot], str, dict[str, dict]]:
     """Everything about a comparison that can be checked without its dataset: the models resolve, the
-    device exists, the device has a price. Returns the plan, device, dtype and pricing."""
+    devices exist, each device has a price. Returns the plan, the device slots, the dtype and each slot's
+    pricing."""
     import torch
 
     the_plan = plan(cfg)
-    device = cfg.resolved_device()
-    dtype = cfg.resolved_dtype(device)
-    # A worker computes with --threads, else torch's default, which is the same in every process here.
-    threads = cfg.threads or torch.get_num_threads()
-    pricing = cost.price_for(device_name(device), cfg.pricing_file, cfg.price_per_hour_usd, threads)
-    return the_plan, device, dtype, pricing
+    # --devices alone decides the kind of device (--device auto would pick the GPU when there is one).
+    kind = cfg.devices[0].split(":")[0].replace("all", "cuda") if cfg.devices and cfg.device == "auto" else None
+    device = kind or cfg.resolved_device()
+    found = slots(cfg.devices, device)
+    if cfg.interleave and len(found) > 1:
+        raise UserError("--interleave alternates models on one device; with several --devices each device "
+                        "runs its own models (drop one of the two)")
+    dtype = cfg.resolved_dtype(found[0].device.split(":")[0])
+    pricing = {}
+    for s in found:
+        # A worker computes with its pinned cores, else --threads, else torch's default (the same in every
+        # process here).
+        threads = len(s.cpus) or cfg.threads or torch.get_num_threads()
+        pricing[s.label] = cost.price_for(device_name(s.device), cfg.pricing_file, cfg.price_per_hour_usd, threads)
+    return the_plan, found, dtype, pricing
 
 
 def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool = False, display=None,
@@ -239,7 +174,7 @@ def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool = False, display
 
     run_dir = Path(run_dir)
     dataset_dir = resolve_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None)
-    the_plan, device, dtype, pricing = check(cfg)
+    the_plan, devices, dtype, pricing = check(cfg)
     workload = {"requests_per_day": cfg.requests_per_day,
                 "length_tokens": cfg.workload_length or max(cfg.lengths), "new_tokens": cfg.new_tokens}
     created = False if resume else _new_run_dir(run_dir)
@@ -249,15 +184,16 @@ def run_compare(cfg: CompareConfig, run_dir: Path, resume: bool = False, display
             if resume:
                 _record_resume(run_dir, cfg)
             else:
-                write_run_files(run_dir, cfg, device, dtype, dataset_dir, pricing, workload)
+                write_run_files(run_dir, cfg, ", ".join(s.label for s in devices), dtype, dataset_dir,
+                                pricing[devices[0].label], workload)
             found = read_cells(run_dir).cells
             the_plan.done = {c.cell_id for c in found if c.ok or keep_failed}
-            runner = Runner(cfg, run_dir, dataset_dir, device, dtype, pricing, display)
+            sweep = Sweep(cfg, run_dir, dataset_dir, devices, dtype, pricing, display)
             display.start(the_plan)
             try:
-                runner.run([c for c in the_plan.cells if c.cell_id not in the_plan.done])
+                sweep.run([c for c in the_plan.cells if c.cell_id not in the_plan.done])
             finally:
-                write_models(run_dir, runner.models_info, _footprints(the_plan))
+                write_models(run_dir, sweep.models_info, _footprints(the_plan))
                 display.stop()
     except UserError:
         if created and not read_cells(run_dir).cells:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -57,6 +58,7 @@ class Worker:
         self.cgroup: Cgroup | None = None
         self.info: dict | None = None
         self.fatal: str | None = None  # why the model cannot be loaded: every later cell fails with it
+        self._stop_lock = threading.RLock()
 
     def start(self) -> str | None:
         """Start the worker and wait for its model; returns why it failed, or None."""
@@ -168,6 +170,10 @@ class Worker:
 
     def stop(self) -> None:
         """End the worker (asked nicely, then killed) and forget it; the next `start` makes a new one."""
+        with self._stop_lock:  # the sweep's thread and an interrupted caller may both stop it
+            self._stop()
+
+    def _stop(self) -> None:
         if self.proc is None:
             return
         if self.proc.is_alive():

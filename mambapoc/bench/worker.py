@@ -9,6 +9,7 @@ message) when the model cannot be loaded.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import asdict
@@ -210,8 +211,15 @@ def _failure(e: Exception) -> dict:
 
 def main(spec: str, impl: str, cfg: dict, dataset_dir: str, inbox, outbox) -> None:
     try:
-        if cfg.get("threads"):
+        if cfg.get("cpus"):
+            # A share of the CPU (--devices cpu:N): its cores only, one torch thread each.
+            os.sched_setaffinity(0, cfg["cpus"])
+            torch.set_num_threads(len(cfg["cpus"]))
+        elif cfg.get("threads"):
             torch.set_num_threads(cfg["threads"])
+        if str(cfg["device"]).startswith("cuda:"):
+            # Kernels, streams and allocator statistics that name no device use the current one: this one.
+            torch.cuda.set_device(torch.device(cfg["device"]))
         torch.manual_seed(cfg["seed"])
         from mambapoc.ingest.dataset import load_records
         from mambapoc.models.registry import load

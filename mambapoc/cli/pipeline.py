@@ -69,6 +69,8 @@ def compare(
     memory_limit: str = _opt("Cap each worker's extra memory (e.g. 8GB) to emulate a smaller machine; cells "
                              "that need more are recorded as OOM."),
     threads: int = _opt("CPU threads per worker (default: torch's default)."),
+    devices: str = _opt("Spread the cells over several devices, one worker on each: cuda:0,cuda:1, all (every "
+                        "GPU), or shares of the CPU, cpu:0,cpu:1 (each worker pinned to its own cores)."),
     mamba_impl: str = _opt("Run models with SSM layers (Mamba-1/2, hybrids) on ours, hf (transformers), or both.", D.mamba_impl),
     seed: int = _opt("Seed for task sampling.", D.seed),
     pricing: Path = _opt("YAML file of device-hour prices (default: the bundled recipes/pricing.yaml)."),
@@ -120,7 +122,7 @@ def compare(
         "dataset": dataset, "models": models, "lengths": lengths, "tasks": tasks, "device": device,
         "dtype": dtype, "batch_size": batch_size, "new_tokens": new_tokens, "repeats": repeats,
         "min_time_s": min_time, "warmup": warmup, "instances": instances, "cell_timeout_s": cell_timeout,
-        "memory_limit_bytes": memory_limit, "threads": threads, "mamba_impl": mamba_impl, "seed": seed,
+        "memory_limit_bytes": memory_limit, "threads": threads, "devices": devices, "mamba_impl": mamba_impl, "seed": seed,
         "stall_timeout_s": stall_timeout, "interleave": interleave, "max_spread": max_spread,
         "remeasure": remeasure, "prefill_chunk": prefill_chunk, "kv_cache": kv_cache, "compile": compile,
         "batch_sizes": batch_sizes, "memory_budget_bytes": memory_budget, "max_token_latency_s": max_token_latency,

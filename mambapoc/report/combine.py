@@ -86,7 +86,7 @@ def merge(runs: list[Run]) -> Run:
     base = runs[0]
     return dataclasses.replace(base, cells=cells, serving=serving, models=models,
                                unreadable_lines=sum(r.unreadable_lines for r in runs),
-                               merged=tuple(r.path for r in runs))
+                               merged=tuple(dict.fromkeys(r.path for r in runs)))
 
 
 def _relabel(key: str, label: str) -> str:
@@ -95,7 +95,25 @@ def _relabel(key: str, label: str) -> str:
     return f"{spec} [{label}]{at}{impl}"
 
 
+def by_device_type(run: Run) -> list[Run]:
+    """A run whose cells were measured on unlike devices (resumed on another machine, a mixed pool) as one
+    run per device type, so that the report never compares them as if they were one hardware."""
+    def kind(cell) -> str:
+        return cell.device_name or cell.device or "?"
+
+    kinds = sorted({kind(c) for c in run.all_cells})
+    if len(kinds) < 2:
+        return [run]
+    parts = []
+    for k in kinds:
+        cells, serving = [c for c in run.cells if kind(c) == k], [c for c in run.serving if kind(c) == k]
+        keys = {c.key for c in (*cells, *serving)}
+        parts.append(dataclasses.replace(run, cells=cells, serving=serving,
+                                         models=[m for m in run.models if m.key in keys]))
+    return parts
+
+
 def load(run_dirs: list[Path], workload: Workload | None = None) -> Run:
-    run = merge([load_run(Path(d)) for d in run_dirs])
+    run = merge([part for d in run_dirs for part in by_device_type(load_run(Path(d)))])
     return with_workload(run, workload) if workload is not None else run
 

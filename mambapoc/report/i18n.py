@@ -487,6 +487,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "env_missing": ("env.json is missing from the run directory: hardware and versions are unknown.",
                     "実行ディレクトリに env.json がないため、ハードウェアとバージョンは不明です。"),
     "env_device": ("Device", "デバイス"),
+    "env_devices": ("Devices the cells ran on", "セルを実行したデバイス"),
+    "env_devices_item": ("{device} ({cells} cells)", "{device}（{cells} セル）"),
     "env_gpus": ("GPUs", "GPU"),
     "env_cpu_label": ("CPU", "CPU"),
     "env_cpu": ("{model} ({cores} cores, torch uses {threads} threads)",

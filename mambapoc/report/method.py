@@ -58,6 +58,16 @@ def method(run: Run, f: Findings, t: Text) -> Section:
     return Section("method", t("sec_method"), blocks)
 
 
+def _devices(run: Run, t: Text) -> str | None:
+    """Where the cells ran, when a sweep was spread over several devices (`compare --devices`)."""
+    counts: dict[str, int] = {}
+    for c in run.all_cells:
+        counts[c.device or "?"] = counts.get(c.device or "?", 0) + 1
+    if len(counts) < 2:
+        return None
+    return ", ".join(t("env_devices_item", device=d, cells=n) for d, n in sorted(counts.items()))
+
+
 def _environment(run: Run, t: Text) -> Table | Paragraph:
     env = run.env
     if not env:
@@ -72,6 +82,7 @@ def _environment(run: Run, t: Text) -> Table | Paragraph:
         ("CPU", "scan_backend_cpu"), ("GPU", "scan_backend_cuda")) if env.get(key))
     return _pairs([
         (t("env_device"), device_name(run)),
+        (t("env_devices"), _devices(run, t)),
         (t("env_gpus"), ", ".join(env.get("gpus") or []) or t("none")),
         (t("env_cpu_label"), cpu),
         (t("env_platform"), env.get("platform")),
