@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    # With standalone_mode off, click returns the code of a `typer.Exit` instead of exiting.
+    # With standalone_mode off, click returns the code of a `typer.Exit` instead of exiting; typer >= 0.20
+    # turns Ctrl-C (and our SIGTERM handlers' KeyboardInterrupt) into such an exit, with code 130.
     if isinstance(rc, int) and rc:
+        if rc == 130:
+            print("interrupted", file=sys.stderr)
         sys.exit(rc)
