@@ -21,6 +21,10 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAMBA_IMPLS = ("ours", "hf", "both")
 KV_CACHES = ("static", "dynamic")
+EXECUTORS = ("local", "ray")
+# A Ray cluster to connect to: auto (the one this machine belongs to, or $RAY_ADDRESS), local (start one
+# here), or the HOST:PORT of its head (GCS).
+_RAY_ADDRESS = re.compile(r"^(auto|local|[\w.\-]+:\d+)$")
 # Shorter names a recipe or the command line may use for some settings.
 ALIASES = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes", "pricing": "pricing_file",
            "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s", "stall_timeout": "stall_timeout_s",
@@ -67,6 +71,10 @@ class CompareConfig:
     devices: list = field(default_factory=list)  # cuda:N / cpu:N / all: one worker per device
     max_spread: float = 0.25  # how much slower than the median the slowest tenth of runs may be (Timing.spread)
     remeasure: int = 2  # extra measurements of an unstable cell before it is marked so
+    executor: str = "local"  # local: this machine's workers; ray: one Ray task per model run (ray_executor.py)
+    ray_address: str = "auto"
+    ray_gpus_per_task: float = 1.0  # of a GPU sweep on Ray: each task's share of a GPU
+    ray_cpus_per_task: int | None = None  # default: 1 on a GPU sweep; --threads, else 1, on a CPU sweep
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -112,7 +120,7 @@ class CompareConfig:
             if t.name not in FAMILIES:
                 raise bad("tasks", f"unknown task {t.name!r} (known: {', '.join(sorted(FAMILIES))})")
         for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("mamba_impl", MAMBA_IMPLS),
-                              ("kv_cache", KV_CACHES)):
+                              ("kv_cache", KV_CACHES), ("executor", EXECUTORS)):
             if getattr(self, name) not in allowed:
                 raise bad(name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}")
         for name in ("batch_size", "new_tokens", "repeats", "instances", "requests_per_day"):
@@ -148,10 +156,32 @@ class CompareConfig:
             raise bad("price_per_hour_usd", f"must be a positive number of dollars, not {self.price_per_hour_usd}")
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "must be at least 1")
+        self._validate_ray(bad)
         if self.pricing_file and self.price_per_hour_usd is not None:
             raise bad("pricing", "give a pricing file or a price per hour, not both")
         if self.pricing_file and not Path(self.pricing_file).is_file():
             raise bad("pricing", f"file {self.pricing_file} does not exist")
+
+    def _validate_ray(self, bad) -> None:
+        if not isinstance(self.ray_gpus_per_task, (int, float)) or not 0 < self.ray_gpus_per_task <= 1:
+            raise bad("ray_gpus_per_task", "a worker uses one GPU: give 1, or a fraction to let Ray place several "
+                                           "tasks on one GPU (their timings then share it)")
+        if self.ray_cpus_per_task is not None and self.ray_cpus_per_task < 1:
+            raise bad("ray_cpus_per_task", "must be at least 1")
+        if self.executor != "ray":
+            return
+        if self.devices:
+            raise bad("devices", "--devices spreads cells over this machine's devices; with --executor ray the "
+                                 "cluster places them (drop one of the two)")
+        if self.interleave:
+            raise bad("interleave", "--interleave alternates models on one device; with --executor ray every "
+                                    "model run is its own task (drop one of the two)")
+        if self.ray_address.startswith("ray://"):
+            raise bad("ray_address", "Ray Client (ray://) cannot stream cells back; run compare on a node of "
+                                     "the cluster (`ray job submit -- mambapoc compare ...`, or a machine joined "
+                                     "with `ray start --address HOST:PORT`) with --ray-address auto or HOST:PORT")
+        if not _RAY_ADDRESS.match(self.ray_address):
+            raise bad("ray_address", f"{self.ray_address!r}: give auto, local, or the head's HOST:PORT")
 
     def resolved_device(self) -> str:
         from mambapoc.envinfo import pick_device
@@ -206,9 +236,10 @@ def _convert(name: str, value, where: str):
             if not isinstance(value, bool):
                 raise ValueError(value)
             return value
-        if name in ("threads",):
+        if name in ("threads", "ray_cpus_per_task"):
             return None if value is None else _integer(value)
-        if name in ("min_time_s", "cell_timeout_s", "stall_timeout_s", "price_per_hour_usd", "max_spread"):
+        if name in ("min_time_s", "cell_timeout_s", "stall_timeout_s", "price_per_hour_usd", "max_spread",
+                    "ray_gpus_per_task"):
             return None if value is None else float(value)
         return None if value is None else str(value)
     except UserError as e:

@@ -144,6 +144,10 @@ def check(cfg: CompareConfig) -> tuple[Plan, list[Slot], str, dict[str, dict]]:
     import torch
 
     the_plan = plan(cfg)
+    if cfg.executor == "ray":
+        from mambapoc.bench.ray_executor import check_cluster
+
+        return (the_plan, *check_cluster(cfg))  # the cluster decides the device, its name and its price
     # --devices alone decides the kind of device (--device auto would pick the GPU when there is one).
     kind = cfg.devices[0].split(":")[0].replace("all", "cuda") if cfg.devices and cfg.device == "auto" else None
     device = kind or cfg.resolved_device()

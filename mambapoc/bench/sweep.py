@@ -1,5 +1,6 @@
 """Running planned cells on workers and recording each as it ends: model by model, interleaved (each length
-and task across all models), or spread over several devices (`bench/devices.py`)."""
+and task across all models), spread over several devices (`bench/devices.py`), or over a Ray cluster
+(`bench/ray_executor.py`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,11 @@ class Sweep:
 
     def run(self, cells: list[Planned]) -> None:
         try:
-            if len(self.slots) > 1:
+            if self.cfg.executor == "ray":
+                from mambapoc.bench import ray_executor
+
+                ray_executor.run(self, cells)  # one Ray task per model run; each cell back through _finish
+            elif len(self.slots) > 1:
                 run_on(self.slots, cells, self._serve)
             else:
                 self._run_one(cells, self.slots[0])

@@ -71,6 +71,16 @@ def compare(
     threads: int = _opt("CPU threads per worker (default: torch's default)."),
     devices: str = _opt("Spread the cells over several devices, one worker on each: cuda:0,cuda:1, all (every "
                         "GPU), or shares of the CPU, cpu:0,cpu:1 (each worker pinned to its own cores)."),
+    executor: str = _opt("local: this machine's workers; ray: each model run a task on a Ray cluster, its "
+                         "cells streamed back as they finish (pip install 'mambapoc\\[ray]'; docs/compare.md).",
+                         D.executor),
+    ray_address: str = _opt("With --executor ray: auto (this machine's cluster, or $RAY_ADDRESS), local (start "
+                            "one here) or the head's HOST:PORT.", D.ray_address),
+    ray_gpus_per_task: float = _opt("With --executor ray on GPUs: each task's share of a GPU.",
+                                    f"{D.ray_gpus_per_task:g}"),
+    ray_cpus_per_task: int = _opt("With --executor ray: CPUs each task asks for (default: 1 with GPUs; on a CPU "
+                                  "cluster --threads, else 1); its worker computes with --threads, else as many "
+                                  "threads."),
     mamba_impl: str = _opt("Run models with SSM layers (Mamba-1/2, hybrids) on ours, hf (transformers), or both.", D.mamba_impl),
     seed: int = _opt("Seed for task sampling.", D.seed),
     pricing: Path = _opt("YAML file of device-hour prices (default: the bundled recipes/pricing.yaml)."),
@@ -126,7 +136,8 @@ def compare(
         "stall_timeout_s": stall_timeout, "interleave": interleave, "max_spread": max_spread,
         "remeasure": remeasure, "prefill_chunk": prefill_chunk, "kv_cache": kv_cache, "compile": compile,
         "batch_sizes": batch_sizes, "memory_budget_bytes": memory_budget, "max_token_latency_s": max_token_latency,
-        "max_ttft_s": max_ttft, "max_batch": max_batch,
+        "max_ttft_s": max_ttft, "max_batch": max_batch, "executor": executor, "ray_address": ray_address,
+        "ray_gpus_per_task": ray_gpus_per_task, "ray_cpus_per_task": ray_cpus_per_task,
         "pricing_file": str(pricing) if pricing else None, "price_per_hour_usd": price_per_hour,
         "requests_per_day": requests_per_day, "workload_length": workload_length,
         "data_dir": str(data_dir) if data_dir else None,
