@@ -84,13 +84,13 @@ def test_capacity_cells_in_a_sweep_and_their_cost(tiny_models, tiny_dataset, tmp
     out = tmp_path / "run"
     main(["compare", "--dataset", name, "--data-dir", str(data_dir), "--models",
           f"{tiny_models['mamba']},{tiny_models['llama']}", "--lengths", "512", "--tasks", "continuation",
-          "--out", str(out), "--batch-sizes", "2,auto", "--memory-budget", "48MB", "--max-batch", "64", *FAST])
+          "--out", str(out), "--batch-sizes", "1,auto", "--memory-budget", "48MB", "--max-batch", "64", *FAST])
     cells = read_cells(out).cells
     serving = {(c.family, c.task_key): c for c in cells if c.task == "serving"}
     assert len(serving) == 4 and all(c.ok for c in serving.values())
     for family in ("mamba", "transformer"):
-        fixed, auto = serving[(family, "serving[batch=2]")], serving[(family, "serving[batch=auto]")]
-        assert fixed.batch_size == 2 and fixed.probes == []
+        fixed, auto = serving[(family, "serving[batch=1]")], serving[(family, "serving[batch=auto]")]
+        assert fixed.batch_size == 1 and fixed.probes == []
         assert auto.batch_size >= 2 and auto.memory_budget_bytes == 48 * 2**20
         statuses = [p["status"] for p in auto.probes]
         assert statuses[0] == "ok" and auto.capacity_limit in ("memory", "max_batch")
@@ -104,5 +104,8 @@ def test_capacity_cells_in_a_sweep_and_their_cost(tiny_models, tiny_dataset, tmp
     run = load_run(out)
     f = findings.compute(run)
     assert f.cost.at_capacity and f.cost_one_at_a_time is not None
+    # One request at a time beside capacity: the serving sweep's own batch-1 cells, not other tasks' cells.
+    assert f.cost_one_at_a_time.mamba.in_1m == pytest.approx(serving[("mamba", "serving[batch=1]")].cost_usd_per_1m_input)
+    assert f.cost.transformer.in_1m == pytest.approx(serving[("transformer", "serving[batch=auto]")].cost_usd_per_1m_input)
     assert {c.task for c in run.cells} == {"continuation"} and len(run.serving) == 4
     assert all(m.footprint and m.footprint["weights_bytes"] > 0 for m in run.models)

@@ -285,6 +285,12 @@ def compute(run: Run) -> Findings:
     at_capacity = _cost(run, sm, st, both, new_tokens) if both else None
     if at_capacity is not None:
         cost = dataclasses.replace(at_capacity, at_capacity=True)
+        # Beside it, one request at a time as the serving sweep measured it (same prompts, same moment),
+        # where it ran batch 1 for both models; else the batch-1 profile.
+        single = serving_cells(run, batch=1)
+        s1m, s1t = (serving_points(single.get(m.key, {})) for m in (mamba, transformer))
+        one = [n for n in both if n in s1m and n in s1t]
+        one_at_a_time = (_cost(run, s1m, s1t, one, new_tokens) if one else None) or one_at_a_time
     break_even = break_even_of(pm, pt, common, new_tokens)
     by_length = {n: _accuracy(run, mamba, transformer, n) for n in sorted(set(pm) | set(pt))}
     recommendation = _recommend(accuracy, cost, break_even, only_mamba, calibration[mamba.key],
@@ -299,12 +305,12 @@ def compute(run: Run) -> Findings:
     )
 
 
-def serving_cells(run: Run) -> dict[str, dict[int, Cell]]:
+def serving_cells(run: Run, batch: int | None = None) -> dict[str, dict[int, Cell]]:
     """Per model and length, the serving cell at the largest batch that finished (the capacity search's,
-    when one ran)."""
+    when one ran), or at `batch`."""
     best: dict[str, dict[int, Cell]] = {}
     for c in run.serving:
-        if c.ok:
+        if c.ok and batch in (None, c.batch_size):
             here = best.setdefault(c.key, {})
             if c.length_tokens not in here or c.batch_size > here[c.length_tokens].batch_size:
                 here[c.length_tokens] = c

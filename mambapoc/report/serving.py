@@ -7,7 +7,14 @@ from __future__ import annotations
 from mambapoc.models.footprint import CARDS, Footprint
 from mambapoc.report import charts, fmt
 from mambapoc.report.document import Cell, Figure, Paragraph, Section, Subheading, Table
-from mambapoc.report.findings import DAYS_PER_MONTH, Findings, devices_needed, request_cost, serving_points
+from mambapoc.report.findings import (
+    DAYS_PER_MONTH,
+    Findings,
+    devices_needed,
+    request_cost,
+    serving_cells,
+    serving_points,
+)
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import Run
 
@@ -33,8 +40,10 @@ def measured(run: Run, f: Findings, t: Text) -> list:
                t("col_decode_rate"), t("col_ttft"), t("col_decode"), t("col_peak_memory"),
                t("col_cost_capacity"), t("col_cost_one"), t("col_devices", requests=fmt.count(per_day or 0))]
     rows = []
+    batch_one = serving_cells(run, batch=1)
     for m in run.models:
-        one = f.profiles.get(m.key, {})
+        # One request at a time: the serving sweep's batch-1 cell (same prompts, same moment), else the profile.
+        one = {**f.profiles.get(m.key, {}), **serving_points(batch_one.get(m.key, {}))}
         for n, c in sorted(f.serving.get(m.key, {}).items()):
             at = request_cost(serving_points({n: c})[n], n, new_tokens)
             single = request_cost(one[n], n, new_tokens) if n in one and one[n].status == "ok" else None
