@@ -1,15 +1,20 @@
-"""compare --executor ray on a local Ray cluster (CPU, loopback only): every cell once, a killed Ray worker
-loses and duplicates nothing, Ray missing is one line; and the driver loop (dedup, resubmission, shipping)
-without Ray."""
+"""compare --executor ray on a local Ray cluster (CPU, loopback only): every cell once, through Ray Client
+too, a killed Ray worker loses and duplicates nothing, Ray missing is one line; and the driver loop (dedup,
+resubmission, shipping) without Ray."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +51,9 @@ def cluster():
     """A Ray cluster this test process starts (and so its workers are our descendants), 2 CPUs. The tests
     that use it come after the one that starts its own (--ray-address local)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
-             logging_level="ERROR")
+    # "local": a new cluster even where one already runs on this machine (ray.init() would join that one).
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
+             log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 
@@ -69,6 +75,65 @@ def test_a_sweep_on_a_local_cluster_runs_every_cell_once(tiny_models, tiny_datas
     # Resuming (on Ray again) runs nothing again.
     again = _compare(tiny_models, tiny_dataset, out, "--resume", "--ray-address", "local")
     assert sorted(c.cell_id for c in again) == sorted(ids) and _lines(out) == ids
+
+
+@pytest.fixture
+def head_node():
+    """A cluster started as an operator starts one (`ray start --head --block`), in its own temporary
+    directory; yields its Ray Client address. Every process of it is stopped at the end."""
+    pytest.importorskip("ray")
+    pytest.importorskip("grpc", reason="Ray Client needs ray[client]")
+    import psutil
+
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    if ray_cli is None:
+        pytest.skip("no ray command beside this Python")
+    temp = tempfile.mkdtemp(prefix="rayc-", dir="/tmp")  # short: Ray's socket paths live under it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # an ephemeral port, clear of Ray's worker ports (10002-19999)
+    log_path = Path(temp) / "head.log"
+    with open(log_path, "wb") as log_file:
+        head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--port", "0", "--ray-client-server-port",
+                                 str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                                 "--disable-usage-stats", "--temp-dir", temp],
+                                stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if head.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"ray start --head did not come up: {log_path.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield f"ray://127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if temp in " ".join(p.info["cmdline"] or []):
+                    p.kill()
+            except psutil.Error:
+                continue
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_sweep_through_ray_client_runs_every_cell_once(head_node, tiny_models, tiny_dataset, tmp_path):
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "run"
+    cells = _compare(tiny_models, tiny_dataset, out, "--ray-address", head_node)
+    assert not ray.is_initialized()  # disconnected at the end
+    ids = _lines(out)
+    assert len(ids) == len(set(ids)) == 2 * 3
+    assert all(c.ok for c in cells), [c.error for c in cells if not c.ok]
+    assert {c.device for c in cells} == {f"ray:{os.uname().nodename}/cpu"}
 
 
 def _ray_tasks() -> list:
@@ -171,9 +236,10 @@ def test_without_ray_the_executor_says_how_to_install_it(tiny_models, tiny_datas
 def test_ray_settings_are_checked():
     ok = CompareConfig.from_dict({"executor": "ray", "ray_address": "10.0.0.1:6379", "ray_cpus_per_task": 2})
     assert ok.ray_cpus_per_task == 2 and ok.ray_gpus_per_task == 1.0
+    assert CompareConfig.from_dict({"executor": "ray", "ray_address": "ray://head:10001"}).ray_address.startswith("ray:")
     for raw, match in [({"executor": "ray", "devices": "cpu:0,cpu:1"}, "drop one"),
                        ({"executor": "ray", "interleave": True}, "drop one"),
-                       ({"executor": "ray", "ray_address": "ray://head:10001"}, "cannot stream"),
+                       ({"executor": "ray", "ray_address": "ray://head"}, "ray://HOST:PORT"),
                        ({"executor": "ray", "ray_address": "head"}, "HOST:PORT"),
                        ({"executor": "slurm"}, "local, ray"),
                        ({"ray_gpus_per_task": 2}, "one GPU"),

@@ -23,8 +23,8 @@ MAMBA_IMPLS = ("ours", "hf", "both")
 KV_CACHES = ("static", "dynamic")
 EXECUTORS = ("local", "ray")
 # A Ray cluster to connect to: auto (the one this machine belongs to, or $RAY_ADDRESS), local (start one
-# here), or the HOST:PORT of its head (GCS).
-_RAY_ADDRESS = re.compile(r"^(auto|local|[\w.\-]+:\d+)$")
+# here), the HOST:PORT of its head (GCS), or ray://HOST:PORT (Ray Client, from outside the cluster).
+_RAY_ADDRESS = re.compile(r"^(auto|local|(ray://)?[\w.\-]+:\d+)$")
 # Shorter names a recipe or the command line may use for some settings.
 ALIASES = {"cell_timeout": "cell_timeout_s", "memory_limit": "memory_limit_bytes", "pricing": "pricing_file",
            "price_per_hour": "price_per_hour_usd", "min_time": "min_time_s", "stall_timeout": "stall_timeout_s",
@@ -176,12 +176,9 @@ class CompareConfig:
         if self.interleave:
             raise bad("interleave", "--interleave alternates models on one device; with --executor ray every "
                                     "model run is its own task (drop one of the two)")
-        if self.ray_address.startswith("ray://"):
-            raise bad("ray_address", "Ray Client (ray://) cannot stream cells back; run compare on a node of "
-                                     "the cluster (`ray job submit -- mambapoc compare ...`, or a machine joined "
-                                     "with `ray start --address HOST:PORT`) with --ray-address auto or HOST:PORT")
         if not _RAY_ADDRESS.match(self.ray_address):
-            raise bad("ray_address", f"{self.ray_address!r}: give auto, local, or the head's HOST:PORT")
+            raise bad("ray_address", f"{self.ray_address!r}: give auto, local, the head's HOST:PORT, or "
+                                     f"ray://HOST:PORT (Ray Client)")
 
     def resolved_device(self) -> str:
         from mambapoc.envinfo import pick_device

@@ -1,11 +1,13 @@
-"""A sweep across a Ray cluster (`compare --executor ray`): one Ray task per model run, each running the
+"""A sweep across a Ray cluster (`compare --executor ray`): one Ray actor per model run, each running the
 same worker process as a local sweep (`bench/runner.py`: subprocess, watchdog, timeouts, stalls, OOM), and
-streaming every finished cell back to the driver, which records it through the sweep's one writer.
+handing every finished cell back to the driver, which records it through the sweep's one writer.
 
-- **Streaming.** A task is a Ray streaming generator (`num_returns="streaming"`) yielding the messages
-  `task_driver.Driver` reads; the driver loop (dedup, resubmission of lost tasks) lives there, without Ray.
-- **Lost tasks.** Ray's own retries are off: a task retried by Ray would measure again the cells it had
-  sent. The driver submits a new task for the cells not yet received instead.
+- **Cells as they finish.** The actor (`MeasureRun`) holds the run's `measure` generator; the driver asks
+  for its next message, one call at a time, always one call ahead. An actor, not a streaming generator
+  task, because Ray Client (`ray://`) runs actors but not streaming tasks. The messages are those
+  `task_driver.Driver` reads; the driver loop (dedup, resubmission of lost runs) lives there, without Ray.
+- **Lost runs.** Ray's own restarts and retries are off: an actor restarted by Ray would measure again
+  the cells it had sent. The driver starts a new actor for the cells not yet received instead.
 - **Data.** The dataset directory (small) is put in Ray's object store as a tar once (`shipment.py`). A
   local model directory is used in place where the node has it; else the task says so, and the driver
   ships it through the object store when it is under `SHIP_LIMIT_BYTES`, or records why not. `bundled:`
@@ -23,8 +25,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mambapoc.bench.devices import Slot
 from mambapoc.bench.plan import Planned
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 SHIP_LIMIT_BYTES = 2 * 2**30  # a directory larger than this never travels through the object store
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20  # object store of a cluster started here (--ray-address local)
 PROBE_TIMEOUT_S = 600.0  # how long the first task (a probe of the cluster) may wait for a worker
-TASK_NAME = "mambapoc_measure"  # Ray's name of a task (its worker's process title: ray::mambapoc_measure)
+TASK_NAME = "MeasureRun"  # the actor's class: its worker's process title is ray::MeasureRun
 TMP_PREFIX = "mambapoc-ray-"
 INSTALL_HINT = "--executor ray needs Ray: pip install 'mambapoc[ray]' (on the driver and on every node)"
 
@@ -106,7 +109,7 @@ def _clean_stale(tmp: str) -> None:
 def measure(model: str, impl: str, cfg: dict, cells: list[Planned], shipped_model: Shipment | None,
             dataset: Shipment, limits, driver_version: str, threads: int | None) -> Iterator[tuple]:
     """One model run's cells on this node, in the same worker process as a local sweep; yields the messages
-    `Driver` reads. Runs as a Ray streaming generator task, or as a plain generator."""
+    `Driver` reads. Runs inside a `MeasureRun` actor, or as a plain generator."""
     from mambapoc.bench.runner import Worker
 
     facts = node_facts(cfg["device"], threads)
@@ -177,15 +180,16 @@ def connect(address: str):
 
 
 def _reachable(address: str, timeout_s: float = 10.0) -> None:
-    """A HOST:PORT that does not answer is an error now: ray.init would retry it for minutes."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or "/" in address:
+    """A [ray://]HOST:PORT that does not answer is an error now: ray.init would retry it for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
         return
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise UserError(f"--ray-address {address}: nothing answers there ({e.strerror or type(e).__name__}); "
-                        f"give the head's HOST:PORT (`ray start --head` prints it), auto, or local") from None
+                        f"give the head's HOST:PORT (`ray start --head` prints it), its Ray Client "
+                        f"ray://HOST:10001, auto, or local") from None
 
 
 def release() -> None:
@@ -268,8 +272,26 @@ def _asks(asks: dict) -> str:
     return " and ".join(f"{v:g} {names[k]}{'s' if v > 1 else ''}" for k, v in asks.items() if v)
 
 
+class MeasureRun:
+    """A Ray actor: one model run's `measure` on the node that holds it, its messages handed out one call
+    at a time."""
+
+    def __init__(self, *args):
+        self._messages = measure(*args)
+
+    def next(self) -> tuple | None:
+        """The run's next message; None once it has ended."""
+        return next(self._messages, None)
+
+
+@dataclass(eq=False)
+class _Run:
+    actor: Any
+    pending: Any  # the reference of the actor's next message
+
+
 class RayBackend:
-    """Streaming generator tasks on the connected cluster."""
+    """A `MeasureRun` actor per model run on the connected cluster."""
 
     def __init__(self, ray, cfg, kind: str, dtype: str, dataset_dir: str, limits, ship_limit: int = SHIP_LIMIT_BYTES):
         from mambapoc import __version__
@@ -277,9 +299,8 @@ class RayBackend:
         self.ray, self.limits, self.ship_limit, self.version = ray, limits, ship_limit, __version__
         asks, self.threads = resources(cfg, kind)
         self.worker_cfg = {**cfg.to_dict(), "device": kind, "dtype": dtype, "cpus": [], "threads": self.threads}
-        # Ray's retries off: a task retried by Ray would measure again the cells it had sent.
-        self.task = ray.remote(num_returns="streaming", max_retries=0, retry_exceptions=False)(measure).options(
-            name=TASK_NAME, **asks)
+        # Ray's restarts and retries off: an actor Ray restarted would measure again the cells it had sent.
+        self.actor = ray.remote(max_restarts=0, max_task_retries=0)(MeasureRun).options(**asks)
         self.dataset = shipment(dataset_dir)
         if self.dataset.size <= ship_limit:
             self.dataset = replace(self.dataset, blob=ray.put(pack(self.dataset.path)))
@@ -293,21 +314,31 @@ class RayBackend:
             self.models[spec] = shipment(spec)
         return self.models[spec]
 
-    def submit(self, model: str, impl: str, cells: list[Planned]):
-        return self.task.remote(model, impl, self.worker_cfg, cells, self._model(model), self.dataset,
-                                self.limits, self.version, self.threads)
+    def submit(self, model: str, impl: str, cells: list[Planned]) -> _Run:
+        actor = self.actor.remote(model, impl, self.worker_cfg, cells, self._model(model), self.dataset,
+                                  self.limits, self.version, self.threads)
+        return _Run(actor, actor.next.remote())
 
-    def wait(self, handles: list, timeout: float) -> list:
-        ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
-        return ready
+    def wait(self, handles: list[_Run], timeout: float) -> list[_Run]:
+        by_ref = {h.pending: h for h in handles}
+        ready, _ = self.ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        return [by_ref[r] for r in ready]
 
-    def take(self, handle) -> tuple:
-        return self.ray.get(next(handle))
+    def take(self, handle: _Run) -> tuple:
+        msg = self.ray.get(handle.pending)
+        if msg is None:
+            self.cancel(handle)  # the run has ended: its actor's resources go back to the cluster
+            raise StopIteration
+        handle.pending = handle.actor.next.remote()  # the next cell is measured while this one is written
+        if msg[0] == "missing":  # the run ends here: its actor removes its temporary files, then goes
+            self.ray.wait([handle.pending], timeout=60)
+            self.cancel(handle)
+        return msg
 
-    def cancel(self, handle) -> None:
+    def cancel(self, handle: _Run) -> None:
         try:
-            self.ray.cancel(handle, force=True)
-        except Exception:  # noqa: BLE001 - a task already gone is cancelled enough
+            self.ray.kill(handle.actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - an actor already gone is stopped enough
             pass
 
     def ship(self, model: str, missing: list[str], facts: dict | None) -> str | None:

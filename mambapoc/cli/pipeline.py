@@ -75,7 +75,8 @@ def compare(
                          "cells streamed back as they finish (pip install 'mambapoc\\[ray]'; docs/compare.md).",
                          D.executor),
     ray_address: str = _opt("With --executor ray: auto (this machine's cluster, or $RAY_ADDRESS), local (start "
-                            "one here) or the head's HOST:PORT.", D.ray_address),
+                            "one here), the head's HOST:PORT, or ray://HOST:PORT (Ray Client, from outside "
+                            "the cluster).", D.ray_address),
     ray_gpus_per_task: float = _opt("With --executor ray on GPUs: each task's share of a GPU.",
                                     f"{D.ray_gpus_per_task:g}"),
     ray_cpus_per_task: int = _opt("With --executor ray: CPUs each task asks for (default: 1 with GPUs; on a CPU "
