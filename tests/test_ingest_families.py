@@ -97,6 +97,31 @@ def test_family_fields_and_detection(fmt):
     assert detect("x.log", text.splitlines())[0] == fmt
 
 
+def test_split_container_lines_are_joined_per_stream():
+    # CRI: pieces tagged P, the last F; another stream's line in between is an event of its own.
+    cri = ("2024-03-12T14:05:01.000000001Z stdout P {\"user\": \"a\", \"pay\n"
+           "2024-03-12T14:05:01.000000002Z stdout P load\": \"xy\n"
+           "2024-03-12T14:05:01.000000003Z stderr F warn: slow disk\n"
+           "2024-03-12T14:05:01.000000004Z stdout F z\"}\n"
+           "2024-03-12T14:05:02.000000000Z stdout F next line\n").replace("\\n", "\n")
+    counts = Counter()
+    got = list(multiline.events(cri.splitlines(), LINE_FORMATS["cri"], MODIFIED, counts))
+    assert [e.message for e in got] == ['{"user": "a", "payload": "xy', "warn: slow disk", "z\"}", "next line"]
+    whole = [line for line in cri.splitlines() if " stderr " not in line]
+    got = list(multiline.events(whole, LINE_FORMATS["cri"], MODIFIED, counts))
+    assert [e.message for e in got] == ['{"user": "a", "payload": "xyz"}', "next line"]
+    assert got[0].timestamp == "2024-03-12T14:05:01.000000001Z" and counts["joined_pieces"] == 1 + 2
+    # Docker json-file: a `log` without its final newline goes on in the stream's next record.
+    pieces = [json.dumps({"log": part, "stream": "stdout", "time": f"2024-03-12T14:05:0{i}Z"})
+              for i, part in enumerate(["GET /a?q=", "1234", "5 200\n", "done\n"])]
+    pieces.insert(1, json.dumps({"log": "oops\n", "stream": "stderr", "time": "2024-03-12T14:05:00Z"}))
+    docker = list(jsonlines.events(pieces, Counter()))
+    assert [e.message for e in docker] == ["GET /a?q=", "oops", "12345 200", "done"]
+    docker = list(jsonlines.events([p for p in pieces if "stderr" not in p], counts := Counter()))
+    assert [e.message for e in docker] == ["GET /a?q=12345 200", "done"] and counts["joined_pieces"] == 2
+    assert docker[0].timestamp == "2024-03-12T14:05:00Z"
+
+
 def test_syslog_takes_a_level_word_that_opens_the_message():
     [ev] = parse("syslog", "Mar 12 14:05:01 gw-2 relayd[4412]: <warning> link 3 flapping")
     assert (ev.level, ev.message, ev.fields) == ("WARN", "link 3 flapping", {"host": "gw-2", "pid": "4412"})

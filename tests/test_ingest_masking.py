@@ -383,6 +383,10 @@ def test_recipe_and_cli_pass_the_opt_in_kinds_to_ingest(tmp_path, capsys):
         main(["ingest", str(src), "--data-dir", str(tmp_path / "data"), "--mask-extra", "name"])
     manifest = yaml.safe_load((tmp_path / "data" / "app" / "manifest.yaml").read_text())
     assert manifest["masking"]["counts"] == {"name": 1} and manifest["options"]["mask_extra"] == ["name"]
+    with contextlib.suppress(SystemExit):  # --mask is the short spelling
+        main(["ingest", str(src), "--data-dir", str(tmp_path / "data2"), "--mask", "phone,name"])
+    manifest = yaml.safe_load((tmp_path / "data2" / "app" / "manifest.yaml").read_text())
+    assert manifest["options"]["mask_extra"] == ["phone", "name"]
 
 
 def _repeat(unit: str, size: int = 1 << 20) -> str:

@@ -60,7 +60,8 @@ def ingest_command(
     mask_extra: list[str] = typer.Option(
         [],
         "--mask-extra",
-        help="Also mask these kinds, off by default: phone, name (comma-separated, e.g. phone,name).",
+        "--mask",
+        help="Also mask these kinds, off by default: phone, name (comma-separated, e.g. --mask phone,name).",
     ),
     log_format: str | None = typer.Option(
         None,

@@ -226,6 +226,7 @@ class _Builder:
             "broken_lines",
             "unmatched_lines",
             "split_events",
+            "joined_pieces",
         ):
             counts[key] = self.counts[key]
         return {

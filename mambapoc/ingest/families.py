@@ -5,6 +5,8 @@ matches well is left to header induction (induce.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mambapoc.ingest.formats import HAND_WRITTEN, LineFormat, named
 
 _DATE = r"\d{4}-\d\d-\d\d"
@@ -65,6 +67,8 @@ TABLE: tuple[tuple[str, str, bool], ...] = (
 )
 
 FAMILIES = {name: named(name, header, joins) for name, header, joins in TABLE}
+# The container runtime writes a long output line as pieces tagged P, its last piece F.
+FAMILIES["cri"] = replace(FAMILIES["cri"], piece=lambda m: (m["stream"], m["tag"] == "P"))
 # Families first: a family's line often also fits a looser hand-written format (a CRI line is a syslog line
 # whose host is `stdout`), and detection takes the first of equal scores.
 LINE_FORMATS: dict[str, LineFormat] = {**FAMILIES, **HAND_WRITTEN}

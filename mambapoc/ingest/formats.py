@@ -32,7 +32,8 @@ class LineFormat:
     out. `level_of` normalises the level as written. `joins_unmatched`: a line that does not match belongs
     to the event before it (stack traces). `continuation`: lines that join the event before them even
     though the header would match them. `extras`: groups whose values become the record's extra fields
-    (a `-` is no value)."""
+    (a `-` is no value). `piece`: for a format that splits long lines, a matched line's stream and whether
+    it is a piece to be joined with the next line of that stream."""
 
     name: str
     header: re.Pattern
@@ -41,6 +42,9 @@ class LineFormat:
     continuation: re.Pattern | None = None
     level_of: Callable[[str | None], str | None] = normalize_level
     extras: tuple[str, ...] = ()
+    # Formats whose writer splits a long line into pieces (CRI's `P` tag): the stream a matched line
+    # belongs to, and whether its message goes on in the next line of that stream.
+    piece: Callable[[re.Match], tuple[str, bool]] | None = None
 
 
 def _group(m: re.Match, name: str) -> str | None:

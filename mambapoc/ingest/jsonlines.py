@@ -147,7 +147,9 @@ def events(
     lines: Iterable[str], counts: Counter, text_field: str | None = None, label_field: str | None = None
 ) -> Iterator[Event]:
     """One event per JSON object line; a line that is not a JSON object is kept as raw text
-    (`broken_lines`)."""
+    (`broken_lines`). Docker's json-file driver splits a long output line into pieces (16 KB) whose `log`
+    lacks the final newline: the pieces of one stream are joined into one event (`joined_pieces`)."""
+    split: tuple[int, dict] | None = None  # the first line and the object of a line still being joined
     for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -156,7 +158,33 @@ def events(
         except (ValueError, RecursionError):  # RecursionError: `[[[[…` nested past the stack
             obj = None
         if not isinstance(obj, dict):
+            if split:
+                yield event_from(*split, text_field, label_field)
+                split = None
             counts["broken_lines"] += 1
             yield Event(no, line)
             continue
+        if split and obj.get("stream") == split[1].get("stream") and isinstance(obj.get("log"), str):
+            split[1]["log"] += obj["log"]  # the line goes on: its time stays the first piece's
+            counts["joined_pieces"] += 1
+            obj = split[1]
+            no = split[0]
+        elif split:
+            yield event_from(*split, text_field, label_field)
+        split = None
+        if _docker_piece(obj) and len(obj["log"]) < MAX_JOINED_CHARS:
+            split = (no, obj)
+            continue
         yield event_from(no, obj, text_field, label_field)
+    if split:
+        yield event_from(*split, text_field, label_field)
+
+
+# A Docker line is joined up to this length; past it the rest is an event of its own (a runaway stream).
+MAX_JOINED_CHARS = 1 << 20
+
+
+def _docker_piece(obj: dict) -> bool:
+    """A json-file record whose output line goes on in the next record of its stream."""
+    log = obj.get("log")
+    return isinstance(log, str) and "stream" in obj and bool(log) and not log.endswith("\n")

@@ -20,11 +20,25 @@ def events(lines: Iterable[str], fmt: LineFormat, modified: date, counts: Counte
     becomes an event of its own with no fields (counted as `unmatched_lines`)."""
     head: Event | None = None
     tail: list[str] = []
+    open_stream: str | None = None  # the stream whose split line `head` is, until its last piece
+    pieces = 0
     for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         joins = head is not None and fmt.continuation is not None and fmt.continuation.match(line)
         m = None if joins else fmt.header.match(line)
+        if m is not None and fmt.piece is not None:
+            stream, partial = fmt.piece(m)
+            if open_stream == stream and head is not None and not tail and pieces < MAX_EVENT_LINES:
+                head.message += m["msg"]  # a piece of the same output line: joined as it was written
+                head.suffix += line[m.end("msg"):]
+                counts["joined_pieces"] += 1
+                pieces += 1
+                open_stream = stream if partial else None
+                continue
+            open_stream, pieces = (stream if partial else None), 0
+        else:
+            open_stream = None
         if m is None and head is not None and (joins or fmt.joins_unmatched):
             tail.append(line)
             if len(tail) >= MAX_EVENT_LINES:

@@ -721,6 +721,7 @@ _COUNTS = {
     "lines": ("lines read", "読み込んだ行"),
     "unmatched_lines": ("lines matching no event start", "イベントの開始に一致しなかった行"),
     "split_events": ("events cut at 1000 lines", "1000 行で分割したイベント"),
+    "joined_pieces": ("pieces of split container lines joined", "分割されたコンテナログ行を結合した数"),
 }
 
 
