@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mambapoc.report import cells_csv, findings, summary
+from mambapoc.report import cells_csv, findings, fmt, summary
 from mambapoc.report.document import Cards, Paragraph
 from mambapoc.report.i18n import Text
 from mambapoc.report.load import load_run
@@ -62,6 +63,10 @@ def test_monthly_cost_and_break_even_follow_from_cells():
     pm, pt = f.profiles[f.mamba.key], f.profiles[f.transformer.key]
     ratio = [findings.request_cost(pm[n], n, 16) / findings.request_cost(pt[n], n, 16) for n in (1024, 4096)]
     assert ratio[0] > 1 > ratio[1]  # the Transformer is cheaper at 1k, Mamba at 4k
+    text = summary.break_even_text(f, EN)
+    assert f"about {fmt.tokens(be.length)} ({fmt.count(be.length)}) tokens." in text
+    below = summary.break_even_text(dataclasses.replace(f, break_even=dataclasses.replace(be, length=553.4)), EN)
+    assert below.endswith("from about 553 tokens.")  # said once when both forms are the same
 
 
 def test_interpolation_is_log_log_and_never_extrapolates():

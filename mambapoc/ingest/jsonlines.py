@@ -56,6 +56,8 @@ COMPONENT_KEYS = (
     "eventSource",
 )
 MESSAGE_KEYS = ("message", "msg", "log", "text", "event.original", "body", "event", "MESSAGE", "Message", "eventName")
+# A Docker line is joined up to this length; past it the rest is an event of its own (a runaway stream).
+MAX_JOINED_CHARS = 1 << 20
 # Numeric levels of pino and bunyan (10 to 60), the usual numeric scheme in JSON logs; 0 to 7 are syslog
 # severities (journald's PRIORITY).
 _NUMERIC_LEVELS = ((60, "FATAL"), (50, "ERROR"), (40, "WARN"), (30, "INFO"), (20, "DEBUG"), (10, "TRACE"))
@@ -178,10 +180,6 @@ def events(
         yield event_from(no, obj, text_field, label_field)
     if split:
         yield event_from(*split, text_field, label_field)
-
-
-# A Docker line is joined up to this length; past it the rest is an event of its own (a runaway stream).
-MAX_JOINED_CHARS = 1 << 20
 
 
 def _docker_piece(obj: dict) -> bool:

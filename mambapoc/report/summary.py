@@ -68,7 +68,8 @@ def break_even_text(f: Findings, t: Text) -> str:
     if be is None:
         return t("break_even_unknown")
     if be.kind == "at":
-        return t("break_even_at", length=fmt.tokens(be.length), count=fmt.count(be.length))
+        short, exact = fmt.tokens(be.length), fmt.count(be.length)
+        return t("break_even_at", length=short if short == exact else f"{short} ({exact})")
     lengths = ", ".join(fmt.tokens(n) for n in be.lengths)
     if be.kind == "always":
         return t("break_even_always", lengths=lengths)
