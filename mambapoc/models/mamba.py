@@ -204,27 +204,15 @@ class MambaLM(SSMLM):
     backbone_cls = MambaModel
     fp32_params = ("A_log", "D")
 
-    def _init_weights(self):
-        """The reference initialisation: S4D-real A, D = 1, dt_proj bias = softplus^-1 of a log-uniform
-        time step in [time_step_min, time_step_max]."""
+    def _init_mixer(self, m: MambaMixer) -> torch.Tensor:
+        """S4D-real A, D = 1, dt_proj weight by `time_step_init_scheme`; the bias is dt_proj's."""
         cfg = self.config
-        nn.init.normal_(self.backbone.embeddings.weight, std=0.02)
-        if not cfg.tie_word_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=0.02)
-        for block in self.backbone.layers:
-            m = block.mixer
-            s4d_real = torch.arange(1, m.state_size + 1, dtype=torch.float32)
-            m.A_log.copy_(torch.log(s4d_real).expand_as(m.A_log))
-            m.D.fill_(1.0)
-            std = cfg.time_step_rank**-0.5 * cfg.time_step_scale
-            if cfg.time_step_init_scheme == "constant":
-                m.dt_proj.weight.fill_(std)
-            else:
-                m.dt_proj.weight.uniform_(-std, std)
-            lo, hi = math.log(cfg.time_step_min), math.log(cfg.time_step_max)
-            dt = torch.exp(torch.rand(m.d_inner) * (hi - lo) + lo).clamp(min=cfg.time_step_floor)
-            m.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-            if m.conv1d.bias is not None:
-                m.conv1d.bias.zero_()
-            if cfg.rescale_prenorm_residual:
-                m.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
+        s4d_real = torch.arange(1, m.state_size + 1, dtype=torch.float32)
+        m.A_log.copy_(torch.log(s4d_real).expand_as(m.A_log))
+        m.D.fill_(1.0)
+        std = cfg.time_step_rank**-0.5 * cfg.time_step_scale
+        if cfg.time_step_init_scheme == "constant":
+            m.dt_proj.weight.fill_(std)
+        else:
+            m.dt_proj.weight.uniform_(-std, std)
+        return m.dt_proj.bias

@@ -265,21 +265,8 @@ class Mamba2LM(SSMLM):
     backbone_cls = Mamba2Model
     fp32_params = ("A_log", "D", "dt_bias")
 
-    def _init_weights(self):
-        """The reference initialisation: A = -(1 .. nheads), D = 1, dt_bias = softplus^-1 of a
-        log-uniform time step in [time_step_min, time_step_max], zero conv bias."""
-        cfg = self.config
-        nn.init.normal_(self.backbone.embeddings.weight, std=0.02)
-        if not cfg.tie_word_embeddings:
-            nn.init.normal_(self.lm_head.weight, std=0.02)
-        lo, hi = math.log(cfg.time_step_min), math.log(cfg.time_step_max)
-        for block in self.backbone.layers:
-            m = block.mixer
-            m.A_log.copy_(torch.log(torch.arange(1, m.num_heads + 1, dtype=torch.float32)))
-            m.D.fill_(1.0)
-            dt = torch.exp(torch.rand(m.num_heads) * (hi - lo) + lo).clamp(min=cfg.time_step_floor)
-            m.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-            if m.conv1d.bias is not None:
-                m.conv1d.bias.zero_()
-            if cfg.rescale_prenorm_residual:
-                m.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
+    def _init_mixer(self, m: Mamba2Mixer) -> torch.Tensor:
+        """A = -(1 .. nheads), D = 1; the bias is the per-head dt_bias."""
+        m.A_log.copy_(torch.log(torch.arange(1, m.num_heads + 1, dtype=torch.float32)))
+        m.D.fill_(1.0)
+        return m.dt_bias

@@ -1,6 +1,6 @@
 """The skeleton the Mamba-1 (mamba.py) and Mamba-2 (mamba2.py) language models share, with transformers'
 module names: embeddings → blocks (pre-norm + mixer + residual) → final RMSNorm → LM head. A model file
-supplies its config, mixer, state and initialisation; everything here is the same for both.
+supplies its config, mixer, state and its mixer's own initialisation; everything here is the same for both.
 
 Dimension names: batch (sequences), L (tokens in this call), d_model (hidden_size), vocab (vocab_size).
 """
@@ -8,6 +8,7 @@ Dimension names: batch (sequences), L (tokens in this call), d_model (hidden_siz
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -126,6 +127,26 @@ class SSMLM(nn.Module):
                 self._init_weights()
 
     def _init_weights(self) -> None:
+        """The reference initialisation both generations share: embeddings and head N(0, 0.02); per mixer
+        its own parameters (`_init_mixer`), then its dt bias = softplus^-1 of a log-uniform time step in
+        [time_step_min, time_step_max], zero conv bias, and out_proj scaled by 1/sqrt(layers) if asked."""
+        cfg = self.config
+        nn.init.normal_(self.backbone.embeddings.weight, std=0.02)
+        if not cfg.tie_word_embeddings:
+            nn.init.normal_(self.lm_head.weight, std=0.02)
+        lo, hi = math.log(cfg.time_step_min), math.log(cfg.time_step_max)
+        for block in self.backbone.layers:
+            m = block.mixer
+            dt_bias = self._init_mixer(m)
+            dt = torch.exp(torch.rand(dt_bias.shape[0]) * (hi - lo) + lo).clamp(min=cfg.time_step_floor)
+            dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            if m.conv1d.bias is not None:
+                m.conv1d.bias.zero_()
+            if cfg.rescale_prenorm_residual:
+                m.out_proj.weight /= math.sqrt(cfg.num_hidden_layers)
+
+    def _init_mixer(self, mixer: nn.Module) -> torch.Tensor:
+        """Initialise what is the model file's own in a mixer; return its dt bias for `_init_weights`."""
         raise NotImplementedError
 
     def num_parameters(self) -> int:
