@@ -71,3 +71,20 @@ def tiny_dataset(tmp_path_factory):
     data_dir = root / "data"
     ingest([src], name="tiny", data_dir=data_dir, progress=False)
     return data_dir, "tiny"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Runs the command line in this process: `cli("ingest", ...)` gives (exit code, stdout, stderr)."""
+    from mambapoc.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

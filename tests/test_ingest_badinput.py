@@ -14,22 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from mambapoc.cli import main
 from mambapoc.ingest import ingest, staging
 from mambapoc.ingest.dataset import load_records
 
 LOG4J = "2024-03-12 14:05:01,118 WARN [main] relay.Pool: caf\u00e9 queue at 812\n"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
@@ -44,7 +33,7 @@ def test_utf16_and_utf32_with_a_byte_order_mark_are_decoded(tmp_path, encoding):
     assert records[0]["level"] == "WARN" and result.manifest["counts"]["decode_errors"] == 0
 
 
-def test_a_data_dir_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+def test_a_data_dir_that_is_a_file_is_a_one_line_error(tmp_path, cli):
     (tmp_path / "relay.log").write_text(LOG4J)
     (tmp_path / "data").write_text("not a folder")
     for argv in (
@@ -52,7 +41,7 @@ def test_a_data_dir_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
         ("datasets",),
         ("datasets", "show", "relay"),
     ):
-        code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path / "data"))
+        code, _, err = cli(*argv, "--data-dir", str(tmp_path / "data"))
         assert code == 1 and err.count("\n") == 1, argv
         assert "data is a file, not a data directory" in err
     assert (tmp_path / "data").read_text() == "not a folder"
@@ -150,26 +139,26 @@ def test_a_folder_its_owner_still_holds_is_left_alone_and_a_moved_aside_dataset_
         (lambda ds: (ds / "manifest.yaml").write_bytes(b"\xff\xfe\x00garbage"), "manifest.yaml: unreadable"),
     ],
 )
-def test_a_damaged_manifest_is_a_one_line_error_naming_it(tmp_path, capsys, damage, what):
+def test_a_damaged_manifest_is_a_one_line_error_naming_it(tmp_path, cli, damage, what):
     (tmp_path / "relay.log").write_text(LOG4J)
     result = ingest([tmp_path / "relay.log"], data_dir=tmp_path / "data", progress=False)
     damage(result.path)
     for argv in (("datasets",), ("datasets", "show", "relay")):
-        code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path / "data"))
+        code, _, err = cli(*argv, "--data-dir", str(tmp_path / "data"))
         assert code == 1 and err.count("\n") == 1 and what in err, (argv, err)
         assert str(result.path / "manifest.yaml") in err
 
 
-def test_a_truncated_records_file_is_a_one_line_error_naming_it(tmp_path, capsys):
+def test_a_truncated_records_file_is_a_one_line_error_naming_it(tmp_path, cli):
     (tmp_path / "relay.log").write_text(LOG4J * 2000)
     result = ingest([tmp_path / "relay.log"], data_dir=tmp_path / "data", progress=False)
     records = result.path / "records.jsonl.gz"
     records.write_bytes(records.read_bytes()[: records.stat().st_size // 2])
-    code, _, err = run(capsys, "datasets", "show", "relay", "--data-dir", str(tmp_path / "data"))
+    code, _, err = cli("datasets", "show", "relay", "--data-dir", str(tmp_path / "data"))
     assert code == 1 and err.count("\n") == 1
     assert f"{records}: truncated or corrupt records file" in err
     records.write_bytes(gzip.compress(b'{"id": 0, "source"\n'))
-    code, _, err = run(capsys, "datasets", "show", "relay", "--data-dir", str(tmp_path / "data"))
+    code, _, err = cli("datasets", "show", "relay", "--data-dir", str(tmp_path / "data"))
     assert code == 1 and "truncated or corrupt records file" in err
 
 

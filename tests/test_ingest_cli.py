@@ -10,23 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mambapoc.cli import main
-
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
 LOG = (
     "2024-03-12 14:05:03,500 ERROR [exec-3] com.acme.Api: request 0a1b2c3d4e5f failed for jane@example.com\n"
 )
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
@@ -38,20 +26,20 @@ def logs(tmp_path):
     return src
 
 
-def test_ingest_then_list_then_show(capsys, tmp_path, logs):
+def test_ingest_then_list_then_show(cli, tmp_path, logs):
     data = str(tmp_path / "data")
-    code, out, _ = run(capsys, "ingest", str(logs), "--data-dir", data)
+    code, out, _ = cli("ingest", str(logs), "--data-dir", data)
     assert code == 0
     assert "Dataset written to" in out and "(5 records from 2 sources" in out
     assert f"Next: mambapoc datasets show logs --data-dir {data}" in out
 
-    code, out, _ = run(capsys, "ingest", str(logs), "--data-dir", data)
+    code, out, _ = cli("ingest", str(logs), "--data-dir", data)
     assert code == 0 and "is up to date" in out and "--force" in out
 
-    code, out, _ = run(capsys, "datasets", "--data-dir", data)
+    code, out, _ = cli("datasets", "--data-dir", data)
     assert code == 0 and "logs" in out and "5" in out and "Next: mambapoc datasets show NAME" in out
 
-    code, out, _ = run(capsys, "datasets", "show", "logs", "--data-dir", data)
+    code, out, _ = cli("datasets", "show", "logs", "--data-dir", data)
     assert code == 0
     for section in (
         "Sources",
@@ -67,36 +55,36 @@ def test_ingest_then_list_then_show(capsys, tmp_path, logs):
     assert "jane@example.com" not in out
 
 
-def test_missing_path_is_one_line_and_writes_nothing(capsys, tmp_path, logs):
-    code, out, err = run(
-        capsys, "ingest", str(logs), str(tmp_path / "nope"), "--data-dir", str(tmp_path / "data")
+def test_missing_path_is_one_line_and_writes_nothing(cli, tmp_path, logs):
+    code, out, err = cli(
+        "ingest", str(logs), str(tmp_path / "nope"), "--data-dir", str(tmp_path / "data")
     )
     assert code == 1
     assert err.strip() == f"error: {tmp_path / 'nope'}: no such file or directory"
     assert not (tmp_path / "data").exists()
 
 
-def test_warnings_for_skipped_and_damaged_input(capsys, tmp_path, logs):
+def test_warnings_for_skipped_and_damaged_input(cli, tmp_path, logs):
     (logs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     (logs / "old.log").write_bytes(b"2024-03-12 14:05:03,500 WARN [m] a.B: termin\xe9e\n")
-    code, _, err = run(capsys, "ingest", str(logs), "--data-dir", str(tmp_path / "data"))
+    code, _, err = cli("ingest", str(logs), "--data-dir", str(tmp_path / "data"))
     assert code == 0
     assert "logs/image.png looks binary; skipped" in err
     assert "1 lines not valid UTF-8" in err
 
 
-def test_unknown_dataset_and_empty_data_dir(capsys, tmp_path, logs):
-    code, out, _ = run(capsys, "datasets", "--data-dir", str(tmp_path / "none"))
+def test_unknown_dataset_and_empty_data_dir(cli, tmp_path, logs):
+    code, out, _ = cli("datasets", "--data-dir", str(tmp_path / "none"))
     assert code == 0 and "No datasets in" in out and "mambapoc ingest" in out
-    run(capsys, "ingest", str(logs), "--name", "mine", "--data-dir", str(tmp_path / "data"))
-    code, _, err = run(capsys, "datasets", "show", "theirs", "--data-dir", str(tmp_path / "data"))
+    cli("ingest", str(logs), "--name", "mine", "--data-dir", str(tmp_path / "data"))
+    code, _, err = cli("datasets", "show", "theirs", "--data-dir", str(tmp_path / "data"))
     assert code == 1 and err.count("\n") == 1 and "available: mine" in err
 
 
-def test_the_demo_input_ingests_in_one_call_without_leaking(capsys, tmp_path):
+def test_the_demo_input_ingests_in_one_call_without_leaking(cli, tmp_path):
     paths = [str(SAMPLE / d) for d in ("logs", "labelled", "docs")]
-    code, out, _ = run(
-        capsys, "ingest", *paths, "--data-dir", str(tmp_path / "data"), "--label-field", "category"
+    code, out, _ = cli(
+        "ingest", *paths, "--data-dir", str(tmp_path / "data"), "--label-field", "category"
     )
     assert code == 0, out
     ds = tmp_path / "data" / "sample_data"

@@ -8,7 +8,6 @@ from datetime import date
 
 import pytest
 
-from mambapoc.cli import main
 from mambapoc.errors import UserError
 from mambapoc.ingest import ingest, multiline
 from mambapoc.ingest.dataset import load_records, read_manifest
@@ -61,7 +60,7 @@ def test_log_regex_named_groups_and_the_rest_of_the_line_as_message():
     assert first.message == "relayd[4412]: WARN link 3 flapping" and first.timestamp == "2024-03-12T14:05:01"
 
 
-def test_a_declared_format_matching_under_half_the_lines_is_an_error_showing_two(tmp_path, capsys):
+def test_a_declared_format_matching_under_half_the_lines_is_an_error_showing_two(tmp_path, cli):
     (tmp_path / "relay.log").write_text(RELAY)
     with pytest.raises(UserError) as caught:
         ingest([tmp_path / "relay.log"], data_dir=tmp_path / "data", progress=False,
@@ -70,7 +69,7 @@ def test_a_declared_format_matching_under_half_the_lines_is_an_error_showing_two
     assert "relay.log: --log-format matches 0 of 3 lines, under half" in message
     assert "line 1: 'Mar 12 14:05:01 gw-2 relayd[4412]: WARN link 3 flapping'" in message
     assert "line 2: " in message and "line 3" not in message
-    code = _cli(capsys, "ingest", str(tmp_path / "relay.log"), "--data-dir", str(tmp_path / "data"),
+    code = cli("ingest", str(tmp_path / "relay.log"), "--data-dir", str(tmp_path / "data"),
                 "--log-regex", r"(?P<ts>\d{4}-\d\d-\d\d) (?P<message>.*)")
     assert code[0] == 1 and code[2].count("\n") == 1 and "--log-regex matches 0 of 3 lines" in code[2]
     assert not (tmp_path / "data").exists()
@@ -93,20 +92,10 @@ def test_bad_declarations_are_errors_before_any_work(tmp_path, kwargs, error):
     assert not (tmp_path / "data").exists()
 
 
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_the_cli_options_and_the_manifest(tmp_path, capsys):
+def test_the_cli_options_and_the_manifest(tmp_path, cli):
     (tmp_path / "relay.log").write_text(RELAY)
     fmt = r"<Month> <Day> <Time> <Host> <Program>(\[<Pid>\])?: <Level> <Content>"
-    code, _, _ = _cli(capsys, "ingest", str(tmp_path / "relay.log"), "--data-dir", str(tmp_path / "data"),
+    code, _, _ = cli("ingest", str(tmp_path / "relay.log"), "--data-dir", str(tmp_path / "data"),
                       "--log-format", fmt)
     assert code == 0
     m = read_manifest(tmp_path / "data" / "relay")
@@ -115,7 +104,7 @@ def test_the_cli_options_and_the_manifest(tmp_path, capsys):
     assert m["options"]["log_format"] == fmt
     records = load_records(tmp_path / "data" / "relay")
     assert records[0]["fields"] == {"host": "gw-2", "pid": "4412"} and records[0]["component"] == "relayd"
-    _, out, _ = _cli(capsys, "datasets", "show", "relay", "--data-dir", str(tmp_path / "data"))
+    _, out, _ = cli("datasets", "show", "relay", "--data-dir", str(tmp_path / "data"))
     assert f"Layout of relay.log (declared): {fmt}" in out
 
 
