@@ -84,10 +84,11 @@ def build(device: str):
 
 
 @torch.inference_mode()
-def forward_times(ours, hf, lengths, device, backends, reference_max, hf_max) -> list[dict]:
+def forward_times(ours, hf, lengths, device, backends, reference_max, hf_max,
+                  vocab: int = MODEL["vocab_size"]) -> list[dict]:
     rows = []
     for length in lengths:
-        ids = ids_of(length, device)
+        ids = ids_of(length, device, vocab)
         fns = {f"ours_{b}_s": partial(ours, ids, backend=b, logits_to_keep=1)
                for b in backends if b != "reference" or length <= reference_max}
         if length <= hf_max:

@@ -36,10 +36,10 @@ import torch
 from bench_mamba import (
     cpu_prefill_memory,
     decode_ms_per_token,
+    forward_times,
     hf_decode_ms_per_token,
     ids_of,
     model_prefill_peak_mb,
-    timed,
     train_step_seconds,
 )
 from gpu_check import NOMINAL_GBPS, Timer, copy_gbps, max_errors
@@ -67,23 +67,6 @@ def build(device: str, sizes: dict, dtype: torch.dtype = torch.float32):
         ours = Mamba2LM.from_pretrained(d, device=device, dtype=dtype).eval()
         hf = Mamba2ForCausalLM.from_pretrained(d, dtype=dtype).to(device).eval()
     return ours, hf
-
-
-@torch.inference_mode()
-def forward_times(ours, hf, lengths, device, backends, reference_max, hf_max, vocab) -> list[dict]:
-    rows = []
-    for length in lengths:
-        ids = ids_of(length, device, vocab)
-        fns = {f"ours_{b}_s": partial(ours, ids, backend=b, logits_to_keep=1)
-               for b in backends if b != "reference" or length <= reference_max}
-        if length <= hf_max:
-            fns["hf_s"] = partial(hf, ids, logits_to_keep=1, use_cache=False)
-        row = {"length": length, **timed(fns, device, repeats=3 if length <= 8192 else 1)}
-        if "hf_s" in row:
-            row["speedup_vs_hf"] = row["hf_s"] / row[f"ours_{backends[0]}_s"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
 
 
 def prefill_peak_mb(length: int, device: str, sizes: dict, dtype: torch.dtype) -> float:
