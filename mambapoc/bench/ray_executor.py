@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mambapoc.bench.devices import Slot
+from mambapoc.bench.display import fmt_bytes
 from mambapoc.bench.plan import Planned
 from mambapoc.bench.shipment import Shipment, pack, place, shipment
 from mambapoc.bench.task_driver import Driver, describe
@@ -89,11 +90,6 @@ def _gpu_name(gpu: str) -> str:
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda (unknown GPU)"
-
-
-def probe(kind: str, threads: int | None) -> dict:
-    """The first task of a sweep: can the cluster run our code, with what device, at which version."""
-    return node_facts(kind, threads)
 
 
 def _clean_stale(tmp: str) -> None:
@@ -227,7 +223,6 @@ def check_cluster(cfg) -> tuple[list[Slot], str, dict[str, dict]]:
     can run our code at our version, and its device has a price. Returns the slot cells fall back to (a
     cell names the node that measured it), the dtype and that slot's pricing."""
     from mambapoc import __version__
-    from mambapoc.bench import cost
 
     ray = connect(cfg.ray_address)
     try:
@@ -236,7 +231,8 @@ def check_cluster(cfg) -> tuple[list[Slot], str, dict[str, dict]]:
         if not _feasible(ray, asks):
             log.warning("no node of the Ray cluster has %s now; waiting up to %g s for one (an autoscaler may "
                         "add it)", _asks(asks), PROBE_TIMEOUT_S)
-        ref = ray.remote(max_retries=0)(probe).options(name="mambapoc_probe", **asks).remote(kind, threads)
+        # The probe: can the cluster run our code, with what device, at which version.
+        ref = ray.remote(max_retries=0)(node_facts).options(name="mambapoc_probe", **asks).remote(kind, threads)
         try:
             facts = ray.get(ref, timeout=PROBE_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
@@ -250,11 +246,18 @@ def check_cluster(cfg) -> tuple[list[Slot], str, dict[str, dict]]:
             raise UserError(f"node {facts['host']} runs mambapoc {facts['version']}, this driver "
                             f"{__version__}: install the same version on every node")
         slot = Slot(kind, f"ray:{kind}")
-        price = cost.price_for(facts["device_name"], cfg.pricing_file, cfg.price_per_hour_usd, facts["threads"])
+        price = node_price(cfg, facts)
         return [slot], cfg.resolved_dtype(kind), {slot.label: price}
     except BaseException:
         release()
         raise
+
+
+def node_price(cfg, facts: dict) -> dict:
+    """The price of the device a task reported (`node_facts`), as a local sweep prices its own."""
+    from mambapoc.bench import cost
+
+    return cost.price_for(facts["device_name"], cfg.pricing_file, cfg.price_per_hour_usd, facts["threads"])
 
 
 def _feasible(ray, asks: dict) -> bool:
@@ -346,29 +349,23 @@ class RayBackend:
         fix = "put it on a path every node sees (a shared filesystem or volume) and pass that path"
         if "dataset" in missing:
             size = self.dataset.size
-            return (f"dataset directory {self.dataset.path} is not on {where} and is {_gib(size)}, over the "
-                    f"{_gib(self.ship_limit)} that may travel through Ray's object store: {fix}")
+            return (f"dataset directory {self.dataset.path} is not on {where} and is {fmt_bytes(size)}, over the "
+                    f"{fmt_bytes(self.ship_limit)} that may travel through Ray's object store: {fix}")
         s = self._model(model)
         if s is None or s.blob is not None:
             return f"model {model} is not on {where}, nor could it be shipped there"
         if s.size > self.ship_limit:
-            return (f"model directory {s.path} is not on {where} and is {_gib(s.size)}, over the "
-                    f"{_gib(self.ship_limit)} that may travel through Ray's object store: {fix}")
+            return (f"model directory {s.path} is not on {where} and is {fmt_bytes(s.size)}, over the "
+                    f"{fmt_bytes(self.ship_limit)} that may travel through Ray's object store: {fix}")
         log.warning("model directory %s is not on %s: shipping it (%s) through Ray's object store", s.path,
-                    where, _gib(s.size))
+                    where, fmt_bytes(s.size))
         self.models[model] = replace(s, blob=self.ray.put(pack(s.path)))
         return None
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
 
 
 def run(sweep, cells: list[Planned]) -> None:
     """The sweep's cells as Ray tasks; every cell written through `sweep._finish`, priced at the node's
     device. Disconnects at the end if this module connected."""
-    from mambapoc.bench import cost
-
     ray = connect(sweep.cfg.ray_address)
     try:
         if not cells:
@@ -379,8 +376,7 @@ def run(sweep, cells: list[Planned]) -> None:
         def on_hello(facts: dict) -> None:
             # A node of a type not seen yet is priced now (a cluster may mix GPU types); no price: an error.
             if facts["label"] not in sweep.pricing:
-                sweep.pricing[facts["label"]] = cost.price_for(facts["device_name"], sweep.cfg.pricing_file,
-                                                               sweep.cfg.price_per_hour_usd, facts["threads"])
+                sweep.pricing[facts["label"]] = node_price(sweep.cfg, facts)
 
         def record(planned: Planned, info: dict | None, measured: dict, facts: dict | None) -> None:
             slot = Slot(fallback.device, facts["label"]) if facts and facts["label"] in sweep.pricing else fallback
