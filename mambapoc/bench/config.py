@@ -71,7 +71,7 @@ class CompareConfig:
     devices: list = field(default_factory=list)  # cuda:N / cpu:N / all: one worker per device
     max_spread: float = 0.25  # how much slower than the median the slowest tenth of runs may be (Timing.spread)
     remeasure: int = 2  # extra measurements of an unstable cell before it is marked so
-    executor: str = "local"  # local: this machine's workers; ray: one Ray task per model run (ray_executor.py)
+    executor: str = "local"  # local: this machine's workers; ray: one Ray actor per model run (ray_executor.py)
     ray_address: str = "auto"
     ray_gpus_per_task: float = 1.0  # of a GPU sweep on Ray: each task's share of a GPU
     ray_cpus_per_task: int | None = None  # default: 1 on a GPU sweep; --threads, else 1, on a CPU sweep

@@ -42,7 +42,7 @@ class Sweep:
             if self.cfg.executor == "ray":
                 from mambapoc.bench import ray_executor
 
-                ray_executor.run(self, cells)  # one Ray task per model run; each cell back through _finish
+                ray_executor.run(self, cells)  # one Ray actor per model run; each cell back through _finish
             elif len(self.slots) > 1:
                 run_on(self.slots, cells, self._serve)
             else:
